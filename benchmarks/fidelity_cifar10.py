@@ -47,10 +47,11 @@ def load_settings(path: str | Path) -> dict:
         raise RecipeError(f"fidelity settings {path}: {problem}", f"use the keys {', '.join(REQUIRED + OPTIONAL)}")
     if len(settings["expert_seeds"]) < 2:
         raise RecipeError(f"fidelity settings {path}: an ensemble needs at least 2 expert_seeds", "list two or more seeds")
-    if isinstance(settings["sweep_epochs"], dict):
-        missing = [str(i) for i in settings["ipcs"] if str(i) not in settings["sweep_epochs"]]
-        if missing:
-            raise RecipeError(f"fidelity settings {path}: sweep_epochs has no list for IPC {', '.join(missing)}", "give one list for all IPCs or one per IPC")
+    for key in ("sweep_epochs", "student_epochs"):
+        if isinstance(settings[key], dict):
+            missing = [str(i) for i in settings["ipcs"] if str(i) not in settings[key]]
+            if missing:
+                raise RecipeError(f"fidelity settings {path}: {key} has no entry for IPC {', '.join(missing)}", "give one value for all IPCs or one per IPC")
     settings["source"] = _display(path)
     return settings
 
@@ -107,7 +108,7 @@ def run(settings: dict, out: Path, experts: str | None, device: str, progress=No
             data_root=_resolve(settings.get("data_root")),
             protocol=_resolve(settings.get("protocol")),
             eval_seeds=tuple(settings["eval_seeds"]),
-            student_epochs=int(settings["student_epochs"]),
+            student_epochs=per_ipc_setting(settings, "student_epochs", ipc),
             experts=str(store.root),
             device=device,
         )
@@ -125,11 +126,12 @@ def run(settings: dict, out: Path, experts: str | None, device: str, progress=No
             "ensemble": _stats(ensemble, mean_std) | {"teacher": ensemble_recipe.teacher, "content_hash": ensemble_artifact.content_hash},
             "best_epoch": best.epoch,
             "sweep": {format_epoch(c.epoch): {"mean": round(c.mean, 2), "std": round(c.std, 2)} for c in sorted(sweep.cells, key=lambda c: c.epoch)},
+            "student_epochs": spec.student_epochs,
             "paper_soft_baseline": PAPER_SOFT.get(ipc),
             "usual_random_hard": USUAL_RANDOM_HARD.get(ipc),
         }
         protocol = {
-            **soft_protocol.to_dict(),
+            **{k: v for k, v in soft_protocol.to_dict().items() if k != "epochs"},  # per IPC: student_epochs
             "regimes": {"random_hard": "hl", "soft_baseline": "sl", "ensemble": "sl"},
             "mode": settings["mode"],
             "settings": settings["source"],
@@ -139,6 +141,7 @@ def run(settings: dict, out: Path, experts: str | None, device: str, progress=No
             "expert_epochs": settings["expert_epochs"],
             "expert_every": settings["expert_every"],
             "sweep_epochs": {str(i): [float(e) for e in sweep_epochs(settings, i)] for i in settings["ipcs"]},
+            "student_epochs": {str(i): per_ipc_setting(settings, "student_epochs", i) for i in settings["ipcs"]},
             "ipcs": list(settings["ipcs"]),
             "complete": len(per_ipc) == len(settings["ipcs"]),
             "selection": {"strategy": "random", "seed": spec.select_seed},
@@ -150,10 +153,15 @@ def run(settings: dict, out: Path, experts: str | None, device: str, progress=No
     return result
 
 
+def per_ipc_setting(settings: dict, key: str, ipc: int):
+    """A setting given once for every IPC, or as a table by IPC (``{1 = ..., 10 = ...}``)."""
+    value = settings[key]
+    return value[str(ipc)] if isinstance(value, dict) else value
+
+
 def sweep_epochs(settings: dict, ipc: int) -> list[float]:
-    """The expert epochs to sweep at ``ipc``: one list for every IPC, or a table of lists by IPC."""
-    epochs = settings["sweep_epochs"]
-    return epochs[str(ipc)] if isinstance(epochs, dict) else epochs
+    """The expert epochs to sweep at ``ipc``."""
+    return per_ipc_setting(settings, "sweep_epochs", ipc)
 
 
 def full_data(expert_runs: list[dict], settings: dict) -> dict:
@@ -187,18 +195,18 @@ def table(result: dict) -> str:
     """Markdown: ours beside the paper, per IPC."""
     lines = [
         f"{result['protocol']['dataset']}, {result['protocol']['teacher_arch']}, {result['protocol']['mode']} settings ({result['protocol']['settings']}): "
-        f"student test accuracy (%), mean ± std over {len(result['protocol']['seeds'])} seeds, {result['protocol']['epochs']} student epochs"
+        f"student test accuracy (%), mean ± std over {len(result['protocol']['seeds'])} seeds"
         + ("" if result["protocol"]["complete"] else f" (partial: IPC {', '.join(result['ipc'])} of {', '.join(map(str, result['protocol']['ipcs']))} done)"),
         "",
-        "| IPC | random + hard (ours) | usual | soft baseline (ours) | paper Table 2 | ours - paper | ensemble (ours) | best expert epoch |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| IPC | student epochs | random + hard (ours) | usual | soft baseline (ours) | paper Table 2 | ours - paper | ensemble (ours) | best expert epoch |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for ipc, row in result["ipc"].items():
         soft, hard, ens = row["soft_baseline"], row["random_hard"], row["ensemble"]
         paper = row["paper_soft_baseline"]
         gap = f"{soft['mean'] - paper:+.1f}" if paper is not None else ""
         lines.append(
-            f"| {ipc} | {hard['mean']:.1f} ± {hard['std']:.1f} | {_opt(row['usual_random_hard'])} | {soft['mean']:.1f} ± {soft['std']:.1f} | "
+            f"| {ipc} | {row['student_epochs']} | {hard['mean']:.1f} ± {hard['std']:.1f} | {_opt(row['usual_random_hard'])} | {soft['mean']:.1f} ± {soft['std']:.1f} | "
             f"{_opt(paper)} | {gap} | {ens['mean']:.1f} ± {ens['std']:.1f} | {format_epoch(row['best_epoch'])} |"
         )
     full = result["full_data"]

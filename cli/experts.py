@@ -18,7 +18,7 @@ def experts():
 @experts.command("train")
 @dataset_options
 @click.option("--model", "arch", default="convnet_d3", show_default=True, help="Architecture (slc models registry).")
-@click.option("--epochs", type=float, default=None, help="Stop after this many epochs (may be fractional); the learning-rate schedule still follows the recipe's full run, so a short run is a prefix of the full trajectory. Default: the recipe's epochs.")
+@click.option("--epochs", type=float, default=None, help="Stop after this many epochs (may be fractional); the learning-rate schedule still follows the recipe's full run, so a short run is a prefix of the full trajectory, and a later run with more --epochs extends it. Default: the recipe's epochs.")
 @click.option("--seeds", type=SEEDS, default="0", show_default=True, help="One trajectory per seed: 3, 0-9 or 0,3,7.")
 @click.option("--every", type=float, default=1.0, show_default=True, help="Checkpoint interval in epochs (1, 0.5, 0.25, ...); epoch 0 is always saved.")
 @click.option("--recipe", type=click.Path(dir_okay=False, path_type=str), default=None, help="Expert recipe TOML; default recipes/experts/<dataset>-<model>.toml.")

@@ -124,7 +124,7 @@ def tiny_store(tmp_path_factory):
     from sl_compiler.experts.train import train_trajectories
 
     root = tmp_path_factory.mktemp("experts")
-    train_trajectories(TINY, "convnet_d3", [0, 1], epochs=1, every=1, batch_size=16, store=root, device="cpu")
+    train_trajectories(TINY, "convnet_d3", [0, 1], epochs=1, every=1, store=root, device="cpu")
     return str(root)
 
 
@@ -158,11 +158,18 @@ def test_fidelity_settings_errors(tmp_path):
         fidelity.load_settings(tmp_path / "absent.toml")
     per_ipc = tmp_path / "per_ipc.toml"
     text = (BENCHMARKS.parent / "recipes" / "fidelity" / "cifar10-quick.toml").read_text()
-    per_ipc.write_text(text.replace("10 = [0.5]", "50 = [0.5]"))
-    with pytest.raises(RecipeError, match="no list for IPC 10"):
+    per_ipc.write_text(text.replace("10 = [0.5, 1, 2]", "5 = [0.5]"))
+    with pytest.raises(RecipeError, match="sweep_epochs has no entry for IPC 10"):
+        fidelity.load_settings(per_ipc)
+    per_ipc.write_text(text.replace("50 = 100", "5 = 100"))
+    with pytest.raises(RecipeError, match="student_epochs has no entry for IPC 50"):
         fidelity.load_settings(per_ipc)
     quick = fidelity.load_settings(BENCHMARKS.parent / "recipes" / "fidelity" / "cifar10-quick.toml")
-    assert fidelity.sweep_epochs(quick, 1) == [0.125, 0.25, 0.5] and fidelity.sweep_epochs(quick, 10) == [0.5]
+    assert quick["ipcs"] == [1, 10, 50]
+    assert fidelity.sweep_epochs(quick, 1) == [0.25, 0.5, 1, 1.5, 2] and fidelity.sweep_epochs(quick, 10) == [0.5, 1, 2]
+    assert [fidelity.per_ipc_setting(quick, "student_epochs", i) for i in (1, 10, 50)] == [300, 300, 100]
+    full = fidelity.load_settings(BENCHMARKS.parent / "recipes" / "fidelity" / "cifar10-full.toml")
+    assert fidelity.per_ipc_setting(full, "student_epochs", 50) == 1000 and fidelity.sweep_epochs(full, 50)[-1] == 50
 
 
 def test_fidelity_end_to_end_on_tiny_data(tiny_store, tmp_path, capsys):
@@ -180,7 +187,8 @@ def test_fidelity_end_to_end_on_tiny_data(tiny_store, tmp_path, capsys):
     assert row["best_epoch"] in (0.0, 1.0) and set(row["sweep"]) == {"0", "1"}
     assert row["ensemble"]["teacher"] == f"convnet_d3@{fidelity.format_epoch(row['best_epoch'])}#0,1"
     assert row["paper_soft_baseline"] == 21.1 and row["usual_random_hard"] == 14.4
-    assert result["protocol"]["mode"] == "test" and result["protocol"]["epochs"] == 2 and result["protocol"]["seeds"] == [0, 1]
+    assert result["protocol"]["mode"] == "test" and result["protocol"]["student_epochs"] == {"1": 2} and result["protocol"]["seeds"] == [0, 1]
+    assert "epochs" not in result["protocol"] and row["student_epochs"] == 2
     assert result["protocol"]["complete"] is True and result["protocol"]["ipcs"] == [1]
     assert (tmp_path / "r" / "fidelity_cifar10.png").read_bytes()[:4] == b"\x89PNG"
     assert "| 1 |" in capsys.readouterr().out

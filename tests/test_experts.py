@@ -42,9 +42,9 @@ def test_trajectory_has_a_checkpoint_every_fraction(tmp_path):
     assert result.status == "trained" and t.complete
     assert t.epochs() == [0, 0.25, 0.5, 0.75, 1]
     assert [c.steps for c in t.checkpoints] == [0, 2, 3, 4, 6]  # round(k * 6 / 4)
-    files = sorted(p.name for p in t.path.glob("*.safetensors"))
+    files = sorted(p.name for p in t.path.glob("epoch-*.safetensors"))
     assert files == ["epoch-0.25.safetensors", "epoch-0.5.safetensors", "epoch-0.75.safetensors", "epoch-0.safetensors", "epoch-1.safetensors"]
-    assert not (t.path / RESUME).exists()
+    assert (t.path / RESUME).exists()  # stopped at epoch 1 of the recipe's 2: kept, to extend later
     for c in t.checkpoints:
         assert sha256_file(t.file(c)) == c.sha256
         assert 0 <= c.test_accuracy <= 100
@@ -97,6 +97,32 @@ def test_a_short_run_is_a_prefix_of_the_full_trajectory(tmp_path):
     assert [c.sha256 for c in short.trajectory.checkpoints] == [by_epoch[e] for e in (0, 0.5, 1)]
 
 
+def test_a_longer_run_extends_a_short_one_to_the_same_trajectory(tmp_path):
+    (full,) = _train(tmp_path / "full")
+    assert not (full.trajectory.path / RESUME).exists()  # the recipe's whole run: nothing left to extend
+    _train(tmp_path / "grown", epochs=1)
+    (grown,) = _train(tmp_path / "grown")
+    assert grown.status == "resumed" and grown.trajectory.complete
+    assert [c.sha256 for c in grown.trajectory.checkpoints] == [c.sha256 for c in full.trajectory.checkpoints]
+    assert not (grown.trajectory.path / RESUME).exists()
+    (again,) = _train(tmp_path / "grown", epochs=1)  # a shorter request is served by the longer trajectory
+    assert again.status == "complete"
+
+
+def test_a_trajectory_without_resume_state_is_not_silently_extended(tmp_path):
+    (short,) = _train(tmp_path, epochs=1)
+    (short.trajectory.path / RESUME).unlink()
+    with pytest.raises(ExpertError, match="ends at epoch 1 and keeps no optimizer state") as info:
+        _train(tmp_path)
+    assert "--force" in info.value.fix
+
+
+def test_a_finished_trajectory_with_other_settings_is_an_error(tmp_path):
+    _train(tmp_path, epochs=1)
+    with pytest.raises(ExpertError, match=r"finished trajectory .* other settings \(lr 0.05 vs 0.1\)"):
+        _train(tmp_path, epochs=1, recipe=RECIPE.with_overrides(lr=0.1))
+
+
 def test_seeds_differ_and_complete_trajectory_is_a_no_op(tmp_path):
     r0, r1 = _train(tmp_path, seeds=(0, 1), epochs=0.5)
     assert r0.trajectory.checkpoints[-1].sha256 != r1.trajectory.checkpoints[-1].sha256
@@ -117,7 +143,7 @@ def test_resuming_with_other_settings_is_an_error(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         _train(tmp_path)
     monkeypatch.undo()
-    with pytest.raises(ExpertError, match=r"started with other settings \(lr 0.05 vs 0.1\).*--force"):
+    with pytest.raises(ExpertError, match=r"unfinished trajectory .* trained with other settings \(lr 0.05 vs 0.1\).*--force"):
         _train(tmp_path, lr=0.1)
 
 

@@ -5,7 +5,8 @@ each epoch's order comes from ``generator(seed, "perm", epoch)``, each batch's a
 ``generator(seed, "augment", epoch, step)``, and the learning rate is a pure function of the global
 step. A run's state is therefore only weights + optimizer momentum + step, which
 ``resume.safetensors`` keeps next to the last checkpoint; a resumed run ends with the same weights
-as an uninterrupted one (bitwise on the CPU).
+as an uninterrupted one (bitwise on the CPU). A run stopped early with ``--epochs`` keeps that file
+too, so a later, longer ``--epochs`` extends the trajectory instead of retraining it.
 """
 
 from __future__ import annotations
@@ -191,17 +192,22 @@ def _differences(trajectory: Trajectory, recipe: dict, config: dict, fingerprint
 
 
 def _existing(store: ExpertStore, info: dict, arch: str, seed: int, recipe: ExpertRecipe, config: dict, force: bool) -> Trajectory | None:
-    """The trajectory already in the store (None after --force); an unfinished one must match the run."""
+    """The trajectory already in the store (None after --force); a trained one must match the run.
+
+    A finished trajectory trained with other settings is an error too, not a silent reuse: its
+    checkpoints would be labelled with a recipe they were not trained with.
+    """
     trajectory = store.find(info["name"], arch, seed)
     if trajectory is not None and force:
         shutil.rmtree(trajectory.path)
         return None
-    if trajectory is not None and not trajectory.complete:
+    if trajectory is not None and trajectory.recipe is not None:
         diffs = _differences(trajectory, recipe.to_dict(), config, info["fingerprint"])
         if diffs:
+            state = "finished" if trajectory.complete else "unfinished"
             raise ExpertError(
-                f"unfinished trajectory {trajectory.path} was started with other settings ({'; '.join(diffs)})",
-                "rerun with the original flags to resume it, or pass --force to start over",
+                f"{state} trajectory {trajectory.path} was trained with other settings ({'; '.join(diffs)})",
+                "rerun with the original flags to resume or extend it, use another --experts store, or pass --force to start over",
             )
     return trajectory
 
@@ -231,7 +237,14 @@ def train_one(
 
     trajectory = _existing(store, info, arch, seed, recipe, config, force)
     if trajectory is not None and trajectory.complete:
-        return TrainResult(trajectory, "complete", "already complete; pass --force to retrain it")
+        trained_to = max((c.steps for c in trajectory.checkpoints if c.steps is not None), default=None)
+        if trained_to is None or trained_to >= total_steps:
+            return TrainResult(trajectory, "complete", "already complete; pass --force to retrain it")
+        if not (trajectory.path / RESUME).is_file():
+            raise ExpertError(
+                f"trajectory {trajectory.path} ends at epoch {format_epoch(trajectory.epochs()[-1])} and keeps no optimizer state to extend it from",
+                f"pass --force to retrain it to epoch {format_epoch(stop or recipe.epochs)}",
+            )
 
     model = prepare_model(initial_model(arch, train, seed), device)
     model.train()
@@ -248,6 +261,7 @@ def train_one(
             raise ExpertError(f"{trajectory.path / RESUME} points at step {step}, which no checkpoint has", "pass --force to retrain this trajectory")
         model.load_state_dict(trajectory.load_state(at))
         status = "resumed"
+        trajectory.complete = False  # an extension interrupted midway is unfinished again
     # checkpoints past the resume point are retrained (and come out identical); imported ones stay
     trajectory.checkpoints = [c for c in trajectory.checkpoints if c.steps is None or c.steps <= step]
 
@@ -280,8 +294,13 @@ def train_one(
                     bar.set_postfix_str(f"epoch {format_epoch(last.epoch)}: test {last.test_accuracy:.1f}%")
     trajectory.complete = True
     trajectory.save()
-    (trajectory.path / RESUME).unlink(missing_ok=True)
+    if total_steps >= _full_run_steps(recipe, steps_per_epoch):
+        (trajectory.path / RESUME).unlink(missing_ok=True)  # a stopped-early run keeps it, to be extended later
     return TrainResult(trajectory, status)
+
+
+def _full_run_steps(recipe: ExpertRecipe, steps_per_epoch: int) -> int:
+    return round(recipe.epochs * steps_per_epoch)
 
 
 def load_splits(dataset: str, data_root: str | Path | None) -> tuple[ImageSet, ImageSet | None, str]:
