@@ -12,9 +12,10 @@ from pathlib import Path
 
 from ..data import dataset_key
 from ..errors import RecipeError
+from ..resources import recipes_dir
 from ..tomlfile import read_toml
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "eval"
+RECIPES = recipes_dir("eval")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "cosine", "constant")
 AUGMENTS = ("dsa", "cutmix", "none")

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import RecipeError
+from ..resources import recipes_dir
 from ..tomlfile import read_toml
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "experts"
+RECIPES = recipes_dir("experts")
 # crop_flip: augment.basic; dsa: augment.dsa (the paper's buffer.py trains experts with DSA);
 # random_resized_crop: torchvision's ImageNet recipe, recorded for reference but needs a streaming
 # loader slc does not have (train those experts with torchvision and import them: slc experts add)
