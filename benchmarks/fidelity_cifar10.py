@@ -92,26 +92,14 @@ def run(settings: dict, out: Path, experts: str | None, device: str, progress=No
     from sl_compiler.experts.store import ExpertStore
     from sl_compiler.recipe import Recipe
     from sl_compiler.seeding import format_seeds
-    from sl_compiler.sweep import SweepSpec, cached_accuracies, compile_cached, digest, mean_std, resolve_protocol, run_sweep
+    from sl_compiler.sweep import cached_accuracies, compile_cached, digest, mean_std, resolve_protocol, run_sweep
 
     store = ExpertStore(experts or out / "experts")
     expert_runs = train_experts(settings, store, device)
     seeds = list(settings["expert_seeds"])
     per_ipc = {}
     for ipc in settings["ipcs"]:
-        spec = SweepSpec(
-            dataset=settings["dataset"],
-            teacher_arch=settings["teacher_arch"],
-            ipcs=(ipc,),
-            seeds=(seeds[0],),
-            epochs=tuple(float(e) for e in sweep_epochs(settings, ipc)),
-            data_root=_resolve(settings.get("data_root")),
-            protocol=_resolve(settings.get("protocol")),
-            eval_seeds=tuple(settings["eval_seeds"]),
-            student_epochs=per_ipc_setting(settings, "student_epochs", ipc),
-            experts=str(store.root),
-            device=device,
-        )
+        spec = sweep_spec(settings, ipc, store.root, device)
         work = out / "sweep" / f"ipc{ipc}"
         sweep = run_sweep(spec, work)
         soft_protocol = resolve_protocol(spec)
@@ -151,6 +139,25 @@ def run(settings: dict, out: Path, experts: str | None, device: str, progress=No
         if progress is not None:
             progress(result)
     return result
+
+
+def sweep_spec(settings: dict, ipc: int, experts: str | Path, device: str):
+    """The sweep over expert epochs at one IPC: the first expert seed, the settings' students."""
+    from sl_compiler.sweep import SweepSpec
+
+    return SweepSpec(
+        dataset=settings["dataset"],
+        teacher_arch=settings["teacher_arch"],
+        ipcs=(ipc,),
+        seeds=(settings["expert_seeds"][0],),
+        epochs=tuple(float(e) for e in sweep_epochs(settings, ipc)),
+        data_root=_resolve(settings.get("data_root")),
+        protocol=_resolve(settings.get("protocol")),
+        eval_seeds=tuple(settings["eval_seeds"]),
+        student_epochs=per_ipc_setting(settings, "student_epochs", ipc),
+        experts=str(experts),
+        device=device,
+    )
 
 
 def per_ipc_setting(settings: dict, key: str, ipc: int):

@@ -74,7 +74,9 @@ def ensure_teacher(args) -> None:
     if held is not None and held.checkpoint_at(0.25) is not None:
         return
     quick = tomllib.loads(QUICK_SETTINGS.read_text())
-    recipe = ExpertRecipe.from_toml(ROOT / quick["expert_recipe"]).with_overrides(milestones=tuple(quick["expert_milestones"]))
+    recipe = ExpertRecipe.from_toml(ROOT / quick["expert_recipe"])
+    if "expert_milestones" in quick:
+        recipe = recipe.with_overrides(milestones=tuple(quick["expert_milestones"]))
     train_trajectories(args.dataset, "convnet_d3", [0], data_root=args.data_root, recipe=recipe, epochs=float(quick["expert_epochs"]), every=float(quick["expert_every"]), store=args.experts, device=args.device)
 
 

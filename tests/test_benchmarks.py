@@ -1,4 +1,4 @@
-"""benchmarks/: run_all's discovery, runner and README table; the storage arithmetic; the fidelity script end to end on tiny data."""
+"""benchmarks/: run_all's discovery, runner and README table; the storage arithmetic; the fidelity and JPEG-cost scripts end to end on tiny data."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ def script(name: str):
 run_all = script("run_all")
 storage = script("storage")
 fidelity = script("fidelity_cifar10")
+jpeg_cost = script("jpeg_cost")
 
 
 @pytest.fixture(autouse=True)
@@ -194,3 +195,47 @@ def test_fidelity_end_to_end_on_tiny_data(tiny_store, tmp_path, capsys):
     assert "| 1 |" in capsys.readouterr().out
     first = (tmp_path / "r" / "fidelity_cifar10.json").read_bytes()
     assert fidelity.main(argv) == 0 and (tmp_path / "r" / "fidelity_cifar10.json").read_bytes() == first
+
+
+@pytest.mark.parametrize("quality", [30, 75, 90])
+def test_jpeg_quality_is_read_back_from_the_quantisation_tables(quality):
+    import io
+
+    from PIL import Image
+
+    pixels = (_random_image() * 255).astype("uint8")
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=quality)
+    assert jpeg_cost.estimate_quality(buffer.getvalue()) == quality
+
+
+def _random_image():
+    import numpy as np
+
+    return np.random.default_rng(0).random((32, 32, 3))
+
+
+def test_jpeg_round_trip_is_lossy_and_keeps_the_layout():
+    import torch
+
+    pixels = (torch.rand(5, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    low, high = jpeg_cost.jpeg_round_trip(pixels, 20), jpeg_cost.jpeg_round_trip(pixels, 95)
+    assert low.shape == pixels.shape and low.dtype == torch.uint8 and not torch.equal(low, pixels)
+    assert jpeg_cost.psnr(pixels, high) > jpeg_cost.psnr(pixels, low) > 0
+    assert jpeg_cost.psnr(pixels, pixels) == float("inf")
+
+
+def test_jpeg_cost_end_to_end_on_tiny_data(tmp_path, capsys):
+    argv = ["--dataset", TINY, "--quality", "50", "--epochs", "1", "--seeds", "2", "--out", str(tmp_path / "w"), "--results", str(tmp_path / "r"), "--device", "cpu"]
+    assert jpeg_cost.main(argv) == 0
+    result = json.loads((tmp_path / "r" / "jpeg_cost.json").read_text())
+    assert result["quality"] == 50 and result["quality_source"] == "--quality" and 0 < result["psnr_db"]["train"] < 60
+    assert set(result["accuracy"]) == {f"{a}_train_{b}_test" for a in ("original", "jpeg") for b in ("original", "jpeg")}
+    acc = result["accuracy"]
+    pairs = [x - y for x, y in zip(acc["original_train_original_test"]["accuracies"], acc["jpeg_train_jpeg_test"]["accuracies"])]
+    assert result["cost_points"]["jpeg_train_jpeg_test"]["mean"] == pytest.approx(sum(pairs) / 2, abs=0.01)
+    assert [f["unit"] for f in result["figures"]] == ["points", "points"]
+    # the two variants train separate trajectories from the same seeds
+    stores = sorted(p.name for p in (tmp_path / "w" / "experts").iterdir())
+    assert len(stores) == 2 and any("jpeg50" in name for name in stores)
+    assert "| jpeg |" in capsys.readouterr().out
