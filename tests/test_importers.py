@@ -208,6 +208,10 @@ def test_h5_file_import(tmp_path, target):
         f["data"] = normalised(u8, target).reshape(4, -1).numpy()
     art = load(import_h5(tmp_path / "IPC_1.h5", dataset=TINY, out=tmp_path / "art"), verify=True)
     assert torch.equal(art.images, u8) and art.targets.tolist() == [0, 1, 2, 3]
+    (tmp_path / "broken.h5").write_bytes(b"not hdf5 at all")
+    with pytest.raises(ImporterError, match="broken.h5 is not a readable HDF5 file"):
+        import_h5(tmp_path / "broken.h5", dataset=TINY, out=tmp_path / "art2")
+    assert not (tmp_path / "art2").exists()
 
 
 @pytest.fixture(scope="module")
