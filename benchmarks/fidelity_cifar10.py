@@ -1,6 +1,6 @@
 """Fidelity: do the paper's CIFAR-10 soft-label figures show up in our own numbers?
 
-    .venv/bin/python benchmarks/fidelity_cifar10.py --quick   # recipes/fidelity/cifar10-quick.toml, 30-45 min on 2 idle CPU cores
+    .venv/bin/python benchmarks/fidelity_cifar10.py --quick   # recipes/fidelity/cifar10-quick.toml, about 2 hours on 2 CPU cores
     .venv/bin/python benchmarks/fidelity_cifar10.py           # recipes/fidelity/cifar10-full.toml, hours on a GPU
 
 Trains ConvNet-D3 expert trajectories on CIFAR-10 (../shared/data, the JPEG copy), sweeps the
