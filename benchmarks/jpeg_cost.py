@@ -77,14 +77,13 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(10 * torch.log10(255.0**2 / mse)) if mse > 0 else float("inf")
 
 
-def train_variant(name: str, train, tests: dict, seeds: list[int], epochs: float, store, device) -> dict:
+def train_variant(name: str, train, tests: dict, test_data: dict, seeds: list[int], epochs: float, store, device) -> dict:
     """Train one expert per seed on ``train``; test accuracy of the last checkpoint on every test set."""
     from sl_compiler.experts.recipe import ExpertRecipe
     from sl_compiler.experts.train import evaluate_accuracy, initial_model, resident_tensors, train_one
 
     recipe = ExpertRecipe.from_toml(RECIPE)
     data = resident_tensors(train, device, f"{name} train")
-    test_data = {key: resident_tensors(t, device, f"{key} test") for key, t in tests.items()}
     accuracies = {key: [] for key in tests}
     for seed in seeds:
         result = train_one(store, train, tests["original"], data, test_data["original"], "convnet_d3", seed, recipe, min(epochs, 1.0), device, stop=epochs)
@@ -99,6 +98,7 @@ def run(args) -> dict:
     from sl_compiler.data import load_dataset
     from sl_compiler.device import describe, resolve_device
     from sl_compiler.experts.store import ExpertStore
+    from sl_compiler.experts.train import resident_tensors
     from sl_compiler.sweep import mean_std
 
     device = resolve_device(args.device)
@@ -111,11 +111,12 @@ def run(args) -> dict:
     original = {split: load_dataset(args.dataset, args.data_root, split) for split in ("train", "test")}
     jpeg = {split: dataclasses.replace(s, name=f"jpeg{quality}-{s.name}", pixels=jpeg_round_trip(s.pixels, quality)) for split, s in original.items()}
     tests = {"original": original["test"], "jpeg": jpeg["test"]}
+    test_data = {key: resident_tensors(t, device, f"{key} test") for key, t in tests.items()}  # once, for both variants
     store = ExpertStore(Path(args.out) / "experts")
     seeds = list(range(args.seeds))
     by_variant = {
-        "original": train_variant("original", original["train"], tests, seeds, args.epochs, store, device),
-        "jpeg": train_variant("jpeg", jpeg["train"], tests, seeds, args.epochs, store, device),
+        "original": train_variant("original", original["train"], tests, test_data, seeds, args.epochs, store, device),
+        "jpeg": train_variant("jpeg", jpeg["train"], tests, test_data, seeds, args.epochs, store, device),
     }
 
     def paired(a: list[float], b: list[float]) -> dict:
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run(args)
     except (SlcError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return getattr(exc, "exit_code", 2)
     result["seconds"] = round(time.perf_counter() - started, 1)
     path = Path(args.results) / "jpeg_cost.json"
     path.parent.mkdir(parents=True, exist_ok=True)

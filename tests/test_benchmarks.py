@@ -239,3 +239,10 @@ def test_jpeg_cost_end_to_end_on_tiny_data(tmp_path, capsys):
     stores = sorted(p.name for p in (tmp_path / "w" / "experts").iterdir())
     assert len(stores) == 2 and any("jpeg50" in name for name in stores)
     assert "| jpeg |" in capsys.readouterr().out
+
+
+def test_jpeg_cost_without_the_cifar_copy_asks_for_a_quality(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(jpeg_cost, "CIFAR_TAR", tmp_path / "absent.tar")
+    argv = ["--dataset", TINY, "--epochs", "1", "--seeds", "1", "--out", str(tmp_path / "w"), "--results", str(tmp_path / "r"), "--device", "cpu"]
+    assert jpeg_cost.main(argv) == 2
+    assert "pass --quality Q" in capsys.readouterr().err and not (tmp_path / "r").exists()

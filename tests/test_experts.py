@@ -109,6 +109,29 @@ def test_a_longer_run_extends_a_short_one_to_the_same_trajectory(tmp_path):
     assert again.status == "complete"
 
 
+def test_an_interrupted_extension_is_unfinished_and_resumes(tmp_path, monkeypatch):
+    (full,) = _train(tmp_path / "full")
+    _train(tmp_path / "grown", epochs=1)
+    real_step = train_module.training_step
+    calls = {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:  # step 11 of 12: past the checkpoint at epoch 1.5
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "training_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path / "grown")
+    partial = ExpertStore(tmp_path / "grown").trajectory(TINY, "convnet_d3", 0)
+    assert not partial.complete and partial.epochs() == [0, 0.5, 1, 1.5]
+    monkeypatch.setattr(train_module, "training_step", real_step)
+    (grown,) = _train(tmp_path / "grown")
+    assert grown.status == "resumed" and grown.trajectory.complete
+    assert [c.sha256 for c in grown.trajectory.checkpoints] == [c.sha256 for c in full.trajectory.checkpoints]
+
+
 def test_a_trajectory_without_resume_state_is_not_silently_extended(tmp_path):
     (short,) = _train(tmp_path, epochs=1)
     (short.trajectory.path / RESUME).unlink()

@@ -294,13 +294,9 @@ def train_one(
                     bar.set_postfix_str(f"epoch {format_epoch(last.epoch)}: test {last.test_accuracy:.1f}%")
     trajectory.complete = True
     trajectory.save()
-    if total_steps >= _full_run_steps(recipe, steps_per_epoch):
+    if total_steps >= round(recipe.epochs * steps_per_epoch):
         (trajectory.path / RESUME).unlink(missing_ok=True)  # a stopped-early run keeps it, to be extended later
     return TrainResult(trajectory, status)
-
-
-def _full_run_steps(recipe: ExpertRecipe, steps_per_epoch: int) -> int:
-    return round(recipe.epochs * steps_per_epoch)
 
 
 def load_splits(dataset: str, data_root: str | Path | None) -> tuple[ImageSet, ImageSet | None, str]:
