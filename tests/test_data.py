@@ -16,8 +16,8 @@ import pytest
 import torch
 from PIL import Image
 
-from sl_compiler.data import encoded, load_dataset
-from sl_compiler.data.base import decode_image
+from sl_compiler.data import decode, encoded, load_dataset
+from sl_compiler.data.decode import decode_image
 from sl_compiler.data.stats import IMAGENET, NORMALIZATION, pixel_stats
 from sl_compiler.errors import DataError
 
@@ -139,7 +139,7 @@ def test_jpeg_fast_path_matches_pil_including_gray_and_resized(tmp_path, monkeyp
     # a grayscale JPEG in an RGB set, and one of another size (resized, centre-cropped)
     (root / "train" / "ant" / "0003.jpg").write_bytes(encode(rng_image(1, mode="L"), "JPEG"))
     (root / "train" / "bee" / "0003.jpg").write_bytes(encode(rng_image(2, size=12), "JPEG"))
-    assert encoded.batch_jpeg_decoder() is not None  # the fast path is what this test checks
+    assert decode.batch_jpeg_decoder() is not None  # the fast path is what this test checks
     train = load_dataset(f"imagefolder:{root}", split="train")
     assert train.shape == (3, 8, 8) and train.sources.exts[0] == "jpg"
     for i in range(len(train)):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sl_compiler.data import encoded, load_dataset
-from sl_compiler.data.base import decode_image
+from sl_compiler.data.decode import decode_image
 
 pytestmark = pytest.mark.real
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load as load_safetensors
 
-from ..data.base import decode_image
+from ..data.decode import decode_image
 from ..errors import ArtifactError, VerifyError
 from . import format as fmt
 

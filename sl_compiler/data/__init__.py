@@ -11,9 +11,11 @@ import inspect
 from pathlib import Path
 
 from ..errors import DataError
-from .base import FileSource, ImageSet, channel_stats, decode_image, normalize
+from .base import FileSource, ImageSet, channel_stats, normalize
+from .decode import decode_image
+from .stream import Batch, Stream, stream
 
-__all__ = ["ImageSet", "FileSource", "load_dataset", "known_datasets", "normalize", "channel_stats", "decode_image", "dataset_key"]
+__all__ = ["Batch", "ImageSet", "FileSource", "Stream", "stream", "load_dataset", "known_datasets", "normalize", "channel_stats", "decode_image", "dataset_key"]
 
 KNOWN = ("cifar10", "cifar100", "mnist", "fashion_mnist", "tinyimagenet", "imagenet", "synthetic")
 SPLITS = ("train", "test")

@@ -8,14 +8,13 @@ ones are files decoded on demand (``sources``). When the source is already encod
 from __future__ import annotations
 
 import hashlib
-import io
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-import numpy as np
 import torch
 
 from ..errors import DataError
+from .decode import decode_files, decode_image
 
 
 @dataclass
@@ -67,11 +66,23 @@ class ImageSet:
         """Decoded uint8 images (n, C, H, W), all of them when ``indices`` is None."""
         if self.pixels is not None:
             return self.pixels if indices is None else self.pixels[torch.as_tensor(indices, dtype=torch.long)]
-        idx = range(len(self)) if indices is None else torch.as_tensor(indices).tolist()
+        from .stream import stream
+
+        idx = torch.arange(len(self)) if indices is None else torch.as_tensor(indices, dtype=torch.int64)
         out = torch.empty((len(idx), *self.shape), dtype=torch.uint8)
-        for j, i in enumerate(idx):
-            out[j] = decode_image(self.sources.read(i), self.shape, self.sources.ids[i])
+        done = 0
+        for batch in stream(self, idx, batch_size=64, workers=0 if len(idx) <= 64 else None):
+            out[done : done + len(batch.indices)] = batch.pixels
+            done += len(batch.indices)
         return out
+
+    def decode_batch(self, indices: Sequence[int], skip_bad: bool = False) -> tuple[torch.Tensor, dict[int, tuple[str, str | None]]]:
+        """Decode source files ``indices`` to uint8 (B, C, H, W) and ``{index: (problem, fix)}`` of undecodable ones.
+
+        Undecodable images raise :class:`DataError` naming the file unless ``skip_bad`` (their
+        rows are then zeros). Used by the streaming loader's workers.
+        """
+        return decode_files(self.sources, list(indices), self.shape, skip_bad)
 
     def encoded(self, i: int) -> tuple[bytes, str] | None:
         """The source's own bytes and extension (``jpg``, ``png``) for image i, if it has them."""
@@ -149,25 +160,3 @@ def channel_stats(pixels: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
     """Per-channel mean and std of uint8 images, in [0, 1] units."""
     x = pixels.float().div(255).transpose(0, 1).reshape(pixels.shape[1], -1)
     return tuple(x.mean(1).tolist()), tuple(x.std(1).clamp_min(1e-3).tolist())
-
-
-def decode_image(data: bytes, shape: tuple[int, int, int], name: str = "image") -> torch.Tensor:
-    """Decode encoded bytes to uint8 (C, H, W); resize (shorter side) and centre-crop to ``shape``."""
-    from PIL import Image
-
-    c, h, w = shape
-    try:
-        img = Image.open(io.BytesIO(data))
-        img = img.convert("L" if c == 1 else "RGB")
-    except Exception as exc:
-        raise DataError(f"cannot decode image {name}: {exc}", "replace or remove the corrupt file") from None
-    if img.size != (w, h):
-        scale = max(h / img.size[1], w / img.size[0])
-        new = (max(w, round(img.size[0] * scale)), max(h, round(img.size[1] * scale)))
-        img = img.resize(new, Image.BILINEAR)
-        left, top = (new[0] - w) // 2, (new[1] - h) // 2
-        img = img.crop((left, top, left + w, top + h))
-    arr = np.asarray(img, dtype=np.uint8)
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1)

@@ -11,7 +11,6 @@ on the machine. Large sets (ImageNet) keep only ``sources`` and decode on demand
 
 from __future__ import annotations
 
-import functools
 import io
 import math
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +20,8 @@ import torch
 from ..errors import DataError
 from ..progress import bar
 from . import cache
-from .base import FileSource, ImageSet, decode_image
+from .base import FileSource, ImageSet
+from .decode import decode_files
 from .stats import IMAGENET, pixel_stats
 
 IN_MEMORY_LIMIT = 4 * 2**30  # bytes of decoded uint8 pixels
@@ -55,41 +55,9 @@ def decode_all(source: FileSource, shape: tuple[int, int, int], desc: str) -> to
     return out
 
 
-@functools.cache
-def batch_jpeg_decoder():
-    """torchvision's batched libjpeg decoder, or None where torchvision no longer ships it (PIL then).
-
-    torchvision 0.29 deprecates it in favour of TorchCodec; it is still libjpeg and bit-identical
-    to PIL, and the PIL fallback keeps slc working once it is gone.
-    """
-    try:
-        from torchvision.io import ImageReadMode, decode_jpeg
-    except ImportError:
-        return None
-    return lambda blobs, channels: decode_jpeg(
-        [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in blobs],
-        mode=ImageReadMode.RGB if channels == 3 else ImageReadMode.UNCHANGED,
-    )
-
-
 def _decode_chunk(source: FileSource, shape: tuple[int, int, int], out: torch.Tensor, start: int) -> int:
     idx = list(range(start, min(start + CHUNK, len(source.ids))))
-    blobs = [source.read(i) for i in idx]
-    jpegs = [j for j, i in enumerate(idx) if source.exts[i] == "jpg"]
-    decoder = batch_jpeg_decoder()
-    done = set()
-    if jpegs and decoder is not None:
-        try:
-            decoded = decoder([blobs[j] for j in jpegs], shape[0])
-        except RuntimeError:  # a bad file in the batch: PIL below names it
-            decoded = []
-        for j, img in zip(jpegs, decoded):
-            if tuple(img.shape) == shape:
-                out[idx[j]] = img
-                done.add(j)
-    for j, i in enumerate(idx):
-        if j not in done:
-            out[i] = decode_image(blobs[j], shape, source.ids[i])
+    out[idx[0] : idx[-1] + 1] = decode_files(source, idx, shape)[0]
     return len(idx)
 
 
