@@ -39,3 +39,18 @@ class SeedList(click.ParamType):
 
 
 SEEDS = SeedList()
+
+
+def workers_option(f):
+    """``--workers N``: decoding processes of the streaming loader (sl_compiler.data.stream)."""
+    return click.option(
+        "--workers",
+        type=click.IntRange(min=0),
+        default=None,
+        help="Processes that decode images of file-backed datasets in parallel; 0 decodes in this process.  [default: the core count]",
+    )(f)
+
+
+def skip_bad_option(f):
+    """``--skip-bad``: drop undecodable images, recording them, instead of stopping at the first."""
+    return click.option("--skip-bad", is_flag=True, help="Skip images that cannot be decoded and record them (in the manifest or results) instead of stopping at the first one.")(f)
