@@ -23,7 +23,9 @@ from safetensors.torch import save as save_tensors
 from cli.main import main as slc
 from sl_compiler.artifact import FORMAT, dense_from_topk, inspect_artifact, load, verify, write_artifact
 from sl_compiler.artifact import format as fmt
+from sl_compiler.artifact import manifest as mf
 from sl_compiler.artifact import writer as writer_module
+from sl_compiler.artifact.card import render_card
 from sl_compiler.data import decode_image, load_dataset
 from sl_compiler.errors import ArtifactError, VerifyError
 
@@ -72,13 +74,32 @@ def _files(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def _manifest(art: Path) -> dict:
+    return json.loads((art / "manifest.json").read_text())
+
+
+def _reseal(art: Path, manifest: dict, content_hash: bool = True) -> None:
+    """Write ``manifest`` with every checksum a writer would compute (card, manifest_sha256, and the content hash unless told not to).
+
+    What an editor who knows the format would produce: only verify's deeper checks can catch what was changed.
+    """
+    manifest = {k: v for k, v in manifest.items() if k not in ("card", "manifest_sha256")}
+    if content_hash:
+        manifest["content_hash"] = fmt.content_hash(manifest)
+    card = render_card(manifest).encode()
+    (art / "README.md").write_bytes(card)
+    manifest["card"] = mf.card_record(card)
+    manifest["manifest_sha256"] = mf.manifest_sha256(manifest)
+    (art / "manifest.json").write_bytes(fmt.dumps_manifest(manifest))
+
+
 def _rewrite_shard(art: Path, shard: int, edit) -> None:
     """Rebuild shard ``shard`` with ``edit(list of (name, bytes)) -> list`` and re-seal the manifest.
 
     The result is self-consistent at the byte level (sizes, sha256, content hash), so only the
     deeper checks of verify can catch what ``edit`` broke.
     """
-    manifest = json.loads((art / "manifest.json").read_text())
+    manifest = _manifest(art)
     rel = manifest["shards"][shard]["path"]
     with tarfile.open(art / rel) as tar:
         members = [(m.name, tar.extractfile(m).read()) for m in tar]
@@ -88,8 +109,7 @@ def _rewrite_shard(art: Path, shard: int, edit) -> None:
     data = (art / rel).read_bytes()
     manifest["shards"][shard].update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
     manifest["bytes"]["shards"] = sum(s["bytes"] for s in manifest["shards"])
-    manifest["content_hash"] = fmt.content_hash(manifest)
-    (art / "manifest.json").write_bytes(fmt.dumps_manifest(manifest))
+    _reseal(art, manifest)
 
 
 def _jpeg(seed: int, size=(20, 24)) -> bytes:
@@ -115,16 +135,16 @@ def _spec_table_keys(heading: str) -> list[str]:
             break
     keys = []
     for row in rows[2:]:  # after the header and the --- row
-        keys += re.findall(r"`([a-z_]+)`", row.split("|")[1])
+        keys += re.findall(r"`([a-z0-9_]+)`", row.split("|")[1])
     return keys
 
 
 def test_spec_names_the_format_and_manifest_keys_the_code_uses():
     text = SPEC.read_text()
     assert f'"format": "{FORMAT}"' in text
-    assert set(_spec_table_keys("| key | type | meaning |")) == set(fmt.MANIFEST_TYPES)
+    assert set(_spec_table_keys("| key | type | meaning |")) == set(mf.MANIFEST_TYPES) | set(mf.INTEGRITY_TYPES)
     label_keys = set(_spec_table_keys("`labels`:")) - {"temperature"}
-    assert label_keys == set(fmt.LABEL_TYPES)
+    assert label_keys == set(mf.LABEL_TYPES)
     for ext in fmt.IMAGE_EXTS:
         assert f"`{ext}`" in text
     for rule in fmt.FILL_RULES:
@@ -149,8 +169,12 @@ def test_spec_views_table_matches_the_compilers_view_parameters(tmp_path, tiny):
 def test_written_manifest_matches_the_spec_schema(tmp_path, tiny):
     art = write_artifact(tmp_path / "a", **_inputs(tiny))
     manifest = json.loads((art / "manifest.json").read_text())
-    assert set(manifest) == set(fmt.MANIFEST_TYPES)
+    assert set(manifest) == set(mf.MANIFEST_TYPES) | set(mf.INTEGRITY_TYPES)
     assert (art / "manifest.json").read_text() == json.dumps(manifest, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    card = (art / "README.md").read_bytes()
+    assert manifest["card"] == {"bytes": len(card), "sha256": hashlib.sha256(card).hexdigest()}
+    rest = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    assert manifest["manifest_sha256"] == hashlib.sha256(json.dumps(rest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     assert sorted(p.relative_to(art).as_posix() for p in art.rglob("*")) == ["README.md", "data", "data/train-000000.tar", "manifest.json"]
     lab = manifest["labels"]
     assert (lab["kind"], lab["views"], lab["num_classes"], lab["dtype"], lab["k"], lab["temperature"]) == ("dense", 2, 4, "float16", None, 2.0)
@@ -254,11 +278,13 @@ def test_a_killed_writer_leaves_no_artifact(tmp_path, tiny):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, env={"SLC_PROGRESS": "0", "PATH": ""})
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]
     assert not out.exists()
-    leftovers = list(tmp_path.iterdir())
-    assert all(p.name.startswith(".a.tmp-") for p in leftovers) and leftovers  # hidden, never mistaken for an artifact
+    leftovers = sorted(p.name for p in tmp_path.iterdir())
+    assert leftovers[0] == ".a.lock" and len(leftovers) == 2 and leftovers[1].startswith(".a.tmp-")  # hidden, never mistaken for an artifact
+    assert list((tmp_path / leftovers[1] / "data").iterdir())  # with its partial shards
     with pytest.raises(ArtifactError, match="no artifact"):
         load(out)
     verify(write_artifact(out, **_inputs(tiny)))
+    assert [p.name for p in tmp_path.iterdir()] == ["a"]  # the next write removed the dead writer's folder and the lock
 
 
 def test_existing_output_is_refused_without_force(tmp_path, tiny):
@@ -387,14 +413,25 @@ def test_shards_split_by_count_and_by_size(tmp_path, tiny):
     verify(one_each)
 
 
-def test_hf_specs_resolve_through_the_hub_module(tmp_path, tiny, monkeypatch):
+def test_the_reader_refuses_hub_references_and_names_the_hub_function(tmp_path, tiny, monkeypatch):
     art = write_artifact(tmp_path / "a", **_inputs(tiny))
+    with pytest.raises(ArtifactError, match=r"Hub reference.*sl_compiler\.hub\.open_artifact"):
+        load("hf://me/tiny@v1.0.0")
+    with pytest.raises(VerifyError, match=r"sl_compiler\.hub\.open_artifact"):
+        verify("hf://me/tiny@v1.0.0")
+    from sl_compiler import hub
+
     seen = []
-    fake = types.ModuleType("sl_compiler.hub")
-    fake.resolve_artifact_path = lambda spec: seen.append(spec) or art
-    monkeypatch.setitem(sys.modules, "sl_compiler.hub", fake)
-    assert load("hf://me/tiny@v1.0.0").content_hash == load(art).content_hash
-    assert seen == ["hf://me/tiny@v1.0.0"]
+    monkeypatch.setattr(hub, "pull", lambda spec: seen.append(spec) or art)
+    assert hub.open_artifact("hf://me/tiny@v1.0.0").content_hash == load(art).content_hash
+    assert hub.local_artifact("hf://me/tiny@v1.0.0") == art and hub.local_artifact(str(art)) == art
+    assert seen == ["hf://me/tiny@v1.0.0"] * 2
+
+
+def test_the_artifact_package_does_not_import_the_hub():
+    code = "import sys, sl_compiler.artifact as a; a.load, a.verify, a.inspect_artifact; print(sorted(m for m in sys.modules if m in ('sl_compiler.hub', 'huggingface_hub')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 # ---------------------------------------------------------------- content hash
@@ -513,20 +550,25 @@ def test_verify_names_the_broken_sample(tmp_path, tiny, edit, problem):
 
 def test_verify_catches_a_tampered_manifest(tmp_path, tiny):
     art = write_artifact(tmp_path / "a", **_inputs(tiny, kind="topk"))
-    manifest = json.loads((art / "manifest.json").read_text())
+    manifest = _manifest(art)
     manifest["labels"]["fill"] = "renormalize"  # changes how every reader fills the labels
-    (art / "manifest.json").write_text(json.dumps(manifest))
+    _reseal(art, manifest, content_hash=False)  # every checksum but the content hash
     with pytest.raises(VerifyError, match="manifest.json: content_hash") as exc:
         verify(art)
     assert exc.value.path == "manifest.json"
+    manifest = _manifest(art)
     del manifest["shards"]
-    (art / "manifest.json").write_text(json.dumps(manifest))
+    manifest["manifest_sha256"] = mf.manifest_sha256(manifest)
+    (art / "manifest.json").write_bytes(fmt.dumps_manifest(manifest))
     with pytest.raises(VerifyError, match="missing shards"):
         verify(art)
     manifest["format"] = "slc-artifact/9"
-    (art / "manifest.json").write_text(json.dumps(manifest))
+    manifest["manifest_sha256"] = mf.manifest_sha256(manifest)
+    (art / "manifest.json").write_bytes(fmt.dumps_manifest(manifest))
     with pytest.raises(VerifyError, match="unknown format"):
         load(art)
+    with pytest.raises(VerifyError, match="unknown format"):
+        verify(art)
 
 
 def test_verify_cli_prints_ok_or_the_error_and_exits_1(tmp_path, tiny, capsys):
