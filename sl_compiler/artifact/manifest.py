@@ -63,6 +63,11 @@ def card_record(card: bytes) -> dict:
     return {"bytes": len(card), "sha256": hashlib.sha256(card).hexdigest()}
 
 
+def decimal_sources(sources: list[str]) -> bool:
+    """Whether every source id is a decimal integer: then they are dataset indices (in-memory sets name images so)."""
+    return all(s.isascii() and s.isdigit() for s in sources)
+
+
 def _no_duplicates(pairs):
     keys = [k for k, _ in pairs]
     if len(keys) != len(set(keys)):

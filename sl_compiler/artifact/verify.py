@@ -18,7 +18,7 @@ import torch
 from ..errors import VerifyError
 from ..progress import bar
 from . import format as fmt
-from .manifest import MANIFEST_TYPES, card_record, check_manifest, manifest_sha256, parse_manifest
+from .manifest import MANIFEST_TYPES, card_record, check_manifest, decimal_sources, manifest_sha256, parse_manifest
 from .reader import HUB_HINT, image_suffix, read_shard, sample_labels
 
 # what PIL calls each stored image type
@@ -278,13 +278,13 @@ class _SampleChecker:
         self._check_selection()
 
     def _check_selection(self) -> None:
-        """selection.source_ids are the samples' .json sources; where the sources are dataset indices, so are source_indices."""
+        """selection.source_ids are the samples' .json sources; where the sources are dataset indices (decimal), so are source_indices."""
         sel = self.manifest["selection"]
         ids = sel.get("source_ids")
         if ids is not None and ids != self.sources:
             i = next(i for i, (a, b) in enumerate(zip(ids, self.sources)) if a != b)
             _fail(fmt.MANIFEST, f"selection.source_ids[{i}] is {ids[i]!r} but sample {fmt.sample_key(i, self.width)} came from {self.sources[i]!r}")
         indices = sel.get("source_indices")
-        if ids is None and indices is not None and all(s.isascii() and s.isdigit() for s in self.sources) and [str(i) for i in indices] != self.sources:
+        if indices is not None and decimal_sources(self.sources) and [str(i) for i in indices] != self.sources:
             i = next(i for i, (a, b) in enumerate(zip(indices, self.sources)) if str(a) != b)
             _fail(fmt.MANIFEST, f"selection.source_indices[{i}] is {indices[i]} but sample {fmt.sample_key(i, self.width)} came from index {self.sources[i]}")

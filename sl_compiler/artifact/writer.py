@@ -25,7 +25,7 @@ from ..progress import bar
 from . import atomic
 from . import format as fmt
 from .card import render_card
-from .manifest import card_record, check_metadata, manifest_sha256
+from .manifest import card_record, check_metadata, decimal_sources, manifest_sha256
 
 ImageInput = torch.Tensor | Sequence["tuple[bytes, str] | torch.Tensor"]
 
@@ -108,8 +108,11 @@ def write_artifact(
         check_metadata(manifest)
     except VerifyError as exc:
         raise ArtifactError(f"the manifest would be invalid: {exc.problem.removeprefix(fmt.MANIFEST + ': ')}", "fix the metadata passed to write_artifact") from None
-    if manifest["selection"].get("source_ids", source_ids) != source_ids:
+    selection = manifest["selection"]
+    if selection.get("source_ids", source_ids) != source_ids:
         raise ArtifactError("selection.source_ids differ from the images' source ids", "record the source ids of the images written, in order")
+    if "source_indices" in selection and decimal_sources(source_ids) and [str(i) for i in selection["source_indices"]] != source_ids:
+        raise ArtifactError("the source ids are dataset indices but differ from selection.source_indices", "pass source_ids=[str(i) for i in indices]")
 
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic.OutLock(out):
