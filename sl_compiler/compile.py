@@ -27,8 +27,17 @@ DEFAULT_OUT = Path("artifacts")
 
 
 def default_out(recipe: Recipe) -> Path:
-    """``./artifacts/<name>-<version>``."""
-    return DEFAULT_OUT / artifact_dirname(recipe.artifact_name, recipe.version)
+    """``./artifacts/<name>-<version>-<recipe hash>``: two recipes that differ in anything (seed,
+    temperature, top-k, views, augment ...) never share a default folder. The hash is the first 8
+    hex digits of the sha256 of the recipe's canonical JSON without ``data_root`` (a machine's
+    path, not part of what is made)."""
+    import hashlib
+
+    from .artifact.format import canonical_json
+
+    body = {k: v for k, v in recipe.to_dict().items() if k != "data_root"}
+    digest = hashlib.sha256(canonical_json(body)).hexdigest()[:8]
+    return DEFAULT_OUT / f"{artifact_dirname(recipe.artifact_name, recipe.version)}-{digest}"
 
 
 def compile_artifact(
