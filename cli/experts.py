@@ -12,7 +12,13 @@ from sl_compiler.experts import default_store, format_epoch
 
 @click.group("experts")
 def experts():
-    """Expert trajectories: checkpoints that label datasets as teachers (ARCH@EPOCH#SEEDS)."""
+    """Expert trajectories: checkpoints that label datasets as teachers (ARCH@EPOCH#SEEDS).
+
+    \b
+    Examples:
+      slc experts train --dataset cifar10 --data-root DATA --epochs 0.5 --every 0.25
+      slc experts list
+    """
 
 
 @experts.command("train")
@@ -22,13 +28,19 @@ def experts():
 @click.option("--seeds", type=SEEDS, default="0", show_default=True, help="One trajectory per seed: 3, 0-9 or 0,3,7.")
 @click.option("--every", type=float, default=1.0, show_default=True, help="Checkpoint interval in epochs (1, 0.5, 0.25, ...); epoch 0 is always saved.")
 @click.option("--recipe", type=click.Path(dir_okay=False, path_type=str), default=None, help="Expert recipe TOML; default recipes/experts/<dataset>-<model>.toml.")
-@click.option("--lr", type=float, default=None, help="Override the recipe's learning rate.")
-@click.option("--batch-size", type=int, default=None, help="Override the recipe's batch size.")
+@click.option("--lr", type=float, default=None, help="Override the recipe's learning rate.  [default: the recipe's]")
+@click.option("--batch-size", type=int, default=None, help="Override the recipe's batch size.  [default: the recipe's]")
 @click.option("--force", is_flag=True, help="Retrain trajectories that exist (complete or not) from scratch.")
 @experts_option
 @device_option
 def train_cmd(dataset, data_root, arch, epochs, seeds, every, recipe, lr, batch_size, force, experts_dir, device):
-    """Train expert trajectories; an interrupted run resumes where it stopped."""
+    """Train expert trajectories; an interrupted run resumes where it stopped.
+
+    \b
+    Examples:
+      slc experts train --dataset cifar10 --data-root DATA --model convnet_d3 --epochs 0.5 --every 0.25
+      slc experts train --dataset cifar10 --data-root DATA --seeds 0-4 --epochs 50
+    """
     from sl_compiler.experts.train import train_trajectories
 
     store = default_store(experts_dir)
@@ -52,7 +64,13 @@ def train_cmd(dataset, data_root, arch, epochs, seeds, every, recipe, lr, batch_
 @experts_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def list_cmd(experts_dir, as_json):
-    """The store's trajectories: checkpoints and test accuracy."""
+    """The store's trajectories: checkpoints and test accuracy.
+
+    \b
+    Examples:
+      slc experts list
+      slc experts list --experts runs/experts --json
+    """
     from sl_compiler.experts.listing import summary, table
 
     store = default_store(experts_dir)
@@ -69,7 +87,13 @@ def list_cmd(experts_dir, as_json):
 @experts_option
 @device_option
 def add_cmd(checkpoint, dataset, data_root, arch, epoch, seed, force, experts_dir, device):
-    """Add an external checkpoint (safetensors, or a torchvision-style state_dict) to the store."""
+    """Add an external checkpoint (safetensors, or a torchvision-style state_dict) to the store.
+
+    \b
+    Examples:
+      slc experts add resnet18-ep43.safetensors --dataset imagenet --data-root DATA --model resnet18 --epoch 43
+      slc experts add ckpt.pt --dataset cifar10 --model convnet_d3 --epoch 2.5 --seed 1
+    """
     from sl_compiler.experts.external import import_checkpoint
 
     trajectory, point, note = import_checkpoint(
