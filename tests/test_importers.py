@@ -317,5 +317,5 @@ def test_tensor_targets_that_cannot_be_known_or_do_not_fit_are_errors(tmp_path, 
     hard = save(torch.tensor([0, 1, 2, 3, 0, 1]), tmp_path / "h.pt")
     assert load(import_tensor(images, hard, dataset=TINY, out=tmp_path / "h")).manifest["provenance"]["targets"]["rule"] == "labels"
     with pytest.raises(ImporterError, match="image 1 has hard label 1 but --targets gives class 0"):
-        import_tensor(images, save(torch.tensor([0, 1, 0, 1, 0, 1]), tmp_path / "h2.pt"), dataset=TINY, targets="class-major", out=tmp_path / "a")
+        import_tensor(images, hard, dataset=TINY, targets=save(torch.zeros(6, dtype=torch.long), tmp_path / "t.pt"), out=tmp_path / "a")
     assert not (tmp_path / "a").exists()
