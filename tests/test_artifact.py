@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -86,7 +87,11 @@ def _reseal(art: Path, manifest: dict, content_hash: bool = True) -> None:
     manifest = {k: v for k, v in manifest.items() if k not in ("card", "manifest_sha256")}
     if content_hash:
         manifest["content_hash"] = fmt.content_hash(manifest)
-    card = render_card(manifest).encode()
+    exts = set()
+    for shard in manifest.get("shards", []):
+        with tarfile.open(art / shard["path"]) as tar:
+            exts |= {n.split(".", 1)[1] for n in tar.getnames() if n.split(".", 1)[1] in fmt.IMAGE_EXTS}
+    card = render_card(manifest, sorted(exts)).encode()
     (art / "README.md").write_bytes(card)
     manifest["card"] = mf.card_record(card)
     manifest["manifest_sha256"] = mf.manifest_sha256(manifest)
@@ -249,7 +254,7 @@ def test_a_failure_midway_leaves_no_artifact_and_a_rerun_succeeds(tmp_path, tiny
 def test_a_failed_forced_rewrite_keeps_the_old_artifact(tmp_path, tiny, monkeypatch):
     art = write_artifact(tmp_path / "a", **_inputs(tiny))
     before = _files(art)
-    monkeypatch.setattr(writer_module, "render_card", lambda m: 1 / 0)
+    monkeypatch.setattr(writer_module, "render_card", lambda m, exts: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         write_artifact(tmp_path / "a", **_inputs(tiny, seed=3), force=True)
     assert _files(art) == before and [p.name for p in tmp_path.iterdir()] == ["a"]
@@ -646,10 +651,36 @@ def test_card_front_matter_is_hub_yaml(tmp_path, tiny):
     manifest = json.loads((art / "manifest.json").read_text())
     body = text.split("---\n", 2)[2]
     for needle in ('teacher = "convnet_d3@1#0"', "`convnet_d3@1#0`", manifest["content_hash"], manifest["shards"][0]["sha256"],
-                   "A Label is Worth a Thousand Images", "Hard Truths about Soft Labels", 'load_dataset("webdataset"', "uniform"):
+                   "A Label is Worth a Thousand Images", "Hard Truths about Soft Labels", 'load_dataset("OWNER/NAME", split="train")', "uniform"):
         assert needle in body
-    no_license = write_artifact(tmp_path / "b", **_inputs(tiny))
-    assert yaml.safe_load((no_license / "README.md").read_text().split("---\n")[1])["license"] == "other"
+    # the class names as a ClassLabel, and every column datasets' WebDataset loader yields (else it drops them)
+    info = meta["dataset_info"]
+    assert info["features"][0] == {"name": "cls", "dtype": {"class_label": {"names": {str(i): c for i, c in enumerate(tiny.classes)}}}}
+    assert [f["name"] for f in info["features"]] == ["cls", "json", "png", "safetensors", "__key__", "__url__"]
+    assert info["features"][2]["dtype"] == "image" and info["features"][3]["dtype"] == "binary"
+    assert info["features"][1]["struct"] == [{"name": "class", "dtype": "int64"}, {"name": "label", "dtype": "string"}, {"name": "source", "dtype": "string"}]
+    assert info["download_size"] == manifest["bytes"]["shards"]
+    # no inline list of sources; the first loading example needs no torch
+    assert all(f'"{i}"' not in body.split("Selection:")[1].split("\n")[0] for i in manifest["selection"]["source_indices"])
+    first_example = body.split("```python")[1].split("```")[0]
+    assert "torch" not in first_example and "safetensors.numpy" in first_example
+    no_license = write_artifact(tmp_path / "b", **_inputs(tiny, kind="hard"), license=None)
+    meta = yaml.safe_load((no_license / "README.md").read_text().split("---\n")[1])
+    assert meta["license"] == "other" and "safetensors" not in [f["name"] for f in meta["dataset_info"]["features"]]
+
+
+def test_datasets_loads_the_card_with_class_names_and_no_torch(tmp_path, tiny):
+    """Runs where the optional `datasets` package is installed (it is not an slc dependency)."""
+    pytest.importorskip("datasets")
+    art = write_artifact(tmp_path / "tiny-1.0.0", **_inputs(tiny, kind="topk"), shard_samples=3)
+    code = (
+        "import sys\nfrom datasets import load_dataset\nfrom safetensors.numpy import load\n"
+        f"ds = load_dataset({str(art)!r}, split='train')\ns = ds[3]\n"
+        "print(ds.features['cls'].names, len(ds), s['cls'], s['json']['source'], sorted(load(s['safetensors'])), 'torch' in sys.modules)"
+    )
+    env = {**os.environ, "HF_DATASETS_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout.strip()
+    assert out == f"{tiny.classes} 8 1 {_inputs(tiny)['source_ids'][3]} ['topk_indices', 'topk_values', 'view.crop', 'view.flip'] False"
 
 
 # ---------------------------------------------------------------- inspect
@@ -688,6 +719,23 @@ def test_inspect_figures_on_a_hand_made_label_set(tmp_path, tiny):
     art = load(info["path"])
     assert b["images"] == sum(len(art.encoded(i)[0]) for i in range(4))
     assert b["labels"] == sum(len(art.sample_bytes(i)["safetensors"]) for i in range(4))
+    # per class (one image each): entropy and whether the label's top class is the true one
+    assert [r["class"] for r in info["per_class"]] == tiny.classes == info["class_names"]
+    assert [r["images"] for r in info["per_class"]] == [1, 1, 1, 1]
+    assert [r["top1_agreement"] for r in info["per_class"]] == [1.0, 1.0, 0.0, 1.0]
+    assert [r["mean_entropy_nats"] for r in info["per_class"]] == pytest.approx(h, abs=1e-6)
+    assert info["selection"] == {}  # the hand-made set records no selection
+    # "other" explained: tar headers and padding, .cls and .json members, manifest and card
+    with tarfile.open(Path(info["path"]) / "data/train-000000.tar") as tar:
+        sizes = {m.name: m.size for m in tar}
+    shard = (Path(info["path"]) / "data/train-000000.tar").stat().st_size
+    op, lp = b["other_parts"], b["labels_parts"]
+    assert op["tar_headers_and_padding"] == shard - sum(sizes.values())
+    assert op["cls_members"] == sum(v for k, v in sizes.items() if k.endswith(".cls")) == 4
+    assert op["json_members"] == sum(v for k, v in sizes.items() if k.endswith(".json"))
+    assert (op["manifest"], op["card"]) == ((Path(info["path"]) / "manifest.json").stat().st_size, (Path(info["path"]) / "README.md").stat().st_size)
+    assert sum(op.values()) == b["other"] and sum(lp.values()) == b["labels"]
+    assert lp["label_values"] == 4 * 4 * 2 and lp["view_params"] == 0  # 4 samples x 4 classes x fp16
 
 
 def test_inspect_cli_table_and_json(tmp_path, tiny, capsys):
@@ -696,6 +744,7 @@ def test_inspect_cli_table_and_json(tmp_path, tiny, capsys):
     assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(inspect_artifact(art)))
     assert slc(["inspect", str(art)]) == 0
     table = capsys.readouterr().out
-    for needle in ("hand 1.0.0", "top-1 agrees with class  75.0%", "convnet_d3@0.25#0 (epoch 0.25, test accuracy 40.0%)", "T=1.5", "content hash"):
+    for needle in ("hand 1.0.0", "top-1 agrees with class  75.0%", "convnet_d3@0.25#0 (epoch 0.25, test accuracy 40.0%)", "T=1.5", "content hash",
+                   "class_0, class_1, class_2, class_3", "| class_2 | 1 | 0.5623 | 0.0% |", "tar headers and padding", "selection                not recorded"):
         assert needle in table
     assert slc(["inspect", str(tmp_path / "missing")]) == 2

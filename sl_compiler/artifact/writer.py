@@ -122,11 +122,11 @@ def write_artifact(
         try:
             (tmp / fmt.DATA_DIR).mkdir(parents=True)
             shape = (dataset["channels"], *dataset["resolution"])
-            shards, sizes = _write_shards(tmp, images, targets, source_ids, classes, shape, tensors, views, shard_bytes, shard_samples, name)
+            shards, sizes, exts = _write_shards(tmp, images, targets, source_ids, classes, shape, tensors, views, shard_bytes, shard_samples, name)
             manifest["shards"] = shards
             manifest["bytes"] = sizes
             manifest["content_hash"] = fmt.content_hash(manifest)
-            card = render_card(manifest).encode()
+            card = render_card(manifest, exts).encode()
             manifest["card"] = card_record(card)
             manifest["manifest_sha256"] = manifest_sha256(manifest)
             _write_durably(tmp / fmt.CARD, card)
@@ -302,15 +302,17 @@ def _encode_image(item, i: int, shape: tuple[int, int, int]) -> tuple[bytes, str
 
 
 def _write_shards(tmp, images, targets, source_ids, classes, shape, tensors, views, shard_bytes, shard_samples, name):
-    """Stream samples into shards; returns (manifest shard list, byte totals)."""
+    """Stream samples into shards; returns (manifest shard list, byte totals, image extensions used)."""
     n = len(targets)
     width = fmt.key_width(n)
     label_parts = {**tensors, **{f"view.{k}": t for k, t in views.items()}}
     target_list = targets.tolist()
     totals = {"images": 0, "labels": 0}
+    exts: set[str] = set()
     with _Shards(tmp, shard_bytes, shard_samples) as shards, bar(n, desc=f"write {name}", unit="img") as progress:
         for i in range(n):
             image, ext = _encode_image(images[i], i, shape)
+            exts.add(ext)
             c = target_list[i]
             members = {
                 "cls": str(c).encode(),
@@ -324,7 +326,7 @@ def _write_shards(tmp, images, targets, source_ids, classes, shape, tensors, vie
             totals["images"] += len(image)
             progress.update(1)
     totals["shards"] = sum(s["bytes"] for s in shards.records)
-    return shards.records, totals
+    return shards.records, totals, sorted(exts)
 
 
 class _HashingFile:
