@@ -169,6 +169,7 @@ def _copy_out(folder: Path, out: Path, verify) -> Path:
     from .artifact import atomic
 
     out.parent.mkdir(parents=True, exist_ok=True)
+    atomic.clean_stale(out)  # copies a killed pull left behind
     tmp = atomic.owned_name(out)
     try:
         for file in sorted(p for p in folder.rglob("*") if p.is_file()):

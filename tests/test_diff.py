@@ -182,3 +182,19 @@ def test_selection_and_images_do_not_depend_on_the_teachers_floats(tmp_path, two
     assert sections["selection"]["same"] and sections["images"]["same"] and sections["dataset"]["same"]
     assert set(report.differing) == {"labels", "recipe", "teachers"}
     assert load(a).manifest["selection"]["source_indices"] == load(b).manifest["selection"]["source_indices"]
+
+
+def test_random_selection_draws_exact_dyadic_uniforms_and_only_compares_them():
+    """Why random selection is the same on every CPU kind: its float64 uniforms are integers from the seeded
+    Mersenne Twister scaled by 2**-53 (exact, no rounding to differ), and it only sorts them and compares ranks."""
+    from sl_compiler.seeding import generator
+    from sl_compiler.select import random_per_class
+
+    u = torch.rand(10_000, generator=generator("select", "random", 3), dtype=torch.float64)
+    assert torch.equal(u * 2**53, torch.floor(u * 2**53))
+    targets = torch.arange(10).repeat_interleave(1000)
+    picked = random_per_class(targets, [str(c) for c in range(10)], 5, 3)
+    ranks = {}  # the same picks by an independent rule: in each class, the 5 images with the smallest u (ties by index)
+    for i in sorted(range(10_000), key=lambda i: (int(targets[i]), float(u[i]), i)):
+        ranks.setdefault(int(targets[i]), []).append(i)
+    assert picked.tolist() == [i for c in range(10) for i in sorted(ranks[c][:5])]
