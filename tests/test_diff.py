@@ -198,3 +198,49 @@ def test_random_selection_draws_exact_dyadic_uniforms_and_only_compares_them():
     for i in sorted(range(10_000), key=lambda i: (int(targets[i]), float(u[i]), i)):
         ranks.setdefault(int(targets[i]), []).append(i)
     assert picked.tolist() == [i for c in range(10) for i in sorted(ranks[c][:5])]
+
+
+COMPILE_UNDER = """
+from sl_compiler.compile import compile_artifact
+from sl_compiler.recipe import Recipe
+recipe = Recipe(dataset={spec!r}, ipc=3, teacher="convnet_d3@1", views=4, augment="cutmix+rrc", name="k", seed=2)
+compile_artifact(recipe, experts={experts!r}, device="cpu", out={out!r})
+"""
+
+
+def test_another_float_kernel_path_leaves_selection_images_and_views_identical(tmp_path, tiny):
+    """What README's reproducibility text promises for another CPU kind, with the same expert checkpoint.
+
+    ATEN_CPU_CAPABILITY=default makes this process use torch's portable kernels instead of the
+    CPU's vector ones, as a CPU without them would: the teacher's float arithmetic changes, the
+    rest must not. (On a CPU without vector kernels both runs are the same, and so is every byte.)
+    """
+    import os
+    import subprocess
+    import sys
+
+    from sl_compiler.experts import ExpertStore
+    from sl_compiler.models import create_model
+
+    root = tmp_path / "data"
+    for split, d in (("train", tiny), ("test", load_dataset(TINY, split="test"))):
+        for i in range(len(d)):
+            folder = root / split / d.classes[int(d.targets[i])]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(d.pixels[i].permute(1, 2, 0).numpy()).save(folder / f"{i:03d}.png")
+    spec = f"imagefolder:{root}"
+    store = ExpertStore(tmp_path / "experts")
+    torch.manual_seed(0)
+    store.add_checkpoint(create_model("convnet_d3", 4, 3, 16).state_dict(), dataset_info=load_dataset(spec).info(), arch="convnet_d3", epoch=1, seed=0)
+    native = tmp_path / "native"
+    exec(COMPILE_UNDER.format(spec=spec, experts=str(store.root), out=str(native)), {})  # this process's own kernels
+    portable = tmp_path / "portable"
+    env = {**os.environ, "SLC_CACHE": str(tmp_path / "cache-portable"), "SLC_PROGRESS": "0", "ATEN_CPU_CAPABILITY": "default"}
+    code = COMPILE_UNDER.format(spec=spec, experts=str(store.root), out=str(portable))
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
+    report = diff_artifacts(native, portable)
+    sections = report.to_dict()["sections"]
+    for name in ("dataset", "selection", "images", "views", "recipe", "teachers"):
+        assert sections[name]["same"], (name, sections[name]["summary"])
+    assert set(report.differing) <= {"labels"}
+    assert max(v["max_abs"] for v in sections["labels"]["per_view"]) < 1e-2  # float16 rounding of nearly equal float32 logits

@@ -67,6 +67,9 @@ class DiffReport:
         if self.content_hash_equal:
             return "match: the content hashes are equal (the same images, labels and schema, byte for byte)"
         if self.match:
+            labels = next((s for s in self.sections if s.name == "labels"), None)
+            if labels is not None and labels.details.get("within_tolerance"):
+                return f"match within {labels.details['tolerance_ulps']} float16 ulps: every other compared field is equal"
             return "match: every compared field is equal (the content hash differs only in how samples are packed into shards)"
         return f"differ: {', '.join(self.differing)}"
 
@@ -277,6 +280,7 @@ def _labels_section(la: dict, lb: dict, st: _Stats, comparable: bool, tolerance:
     worst_abs = max(st.label_abs, default=0.0)
     index_diff = sum(st.index_samples)
     values_same = worst_ulps <= tolerance and not index_diff
+    details["within_tolerance"] = values_same and worst_ulps > 0
     text = []
     if schema_diff:
         text.append("schema " + "; ".join(f"{k}: {_short(la.get(k))} vs {_short(lb.get(k))}" for k in schema_diff))
