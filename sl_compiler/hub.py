@@ -76,8 +76,7 @@ def verify_artifact(path_or_uri: str | Path):
 
     if not is_hub_uri(path_or_uri):
         return verify(path_or_uri)
-    folder, report = _fetch(str(path_or_uri))
-    return report
+    return _fetch(str(path_or_uri))[1]
 
 
 def artifact_files(manifest: dict) -> list[str]:
@@ -87,11 +86,9 @@ def artifact_files(manifest: dict) -> list[str]:
 
 def publish(path: str | Path, repo: str, tag: str | None = None, private: bool = False) -> Published:
     """Upload the artifact at ``path`` to dataset repo ``repo`` in one commit and tag it."""
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants
 
     from .artifact import verify
-
-    from huggingface_hub import constants
 
     path = Path(path)
     repo_id, rev = parse_spec(repo)

@@ -244,3 +244,12 @@ def test_another_float_kernel_path_leaves_selection_images_and_views_identical(t
         assert sections[name]["same"], (name, sections[name]["summary"])
     assert set(report.differing) <= {"labels"}
     assert max(v["max_abs"] for v in sections["labels"]["per_view"]) < 1e-2  # float16 rounding of nearly equal float32 logits
+
+
+def test_a_malformed_sample_is_bad_input_not_a_traceback(tmp_path, tiny, a, capsys):
+    from test_artifact import _rewrite_shard
+
+    b = write_artifact(tmp_path / "b", **_inputs(tiny))
+    _rewrite_shard(b, 0, lambda ms: [m for m in ms if m[0] != "000002.json"])
+    assert slc(["diff", str(a), str(b)]) == 2
+    assert "sample 000002 lacks a readable image, .cls or .json" in capsys.readouterr().err

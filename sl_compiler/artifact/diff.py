@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from ..data.decode import decode_image
+from ..errors import ArtifactError
 from . import format as fmt
 from .card import teacher_reference
 from .reader import image_suffix, read_manifest, read_shard, resolve_path, sample_labels
@@ -149,22 +150,21 @@ def diff_artifacts(a: str | Path, b: str | Path, *, tolerance_ulps: int = 0) -> 
 
     for (ka, parts_a), (kb, parts_b) in zip(_samples(pa, ma), _samples(pb, mb)):
         stats.n += 1
-        src_a, src_b = json.loads(parts_a["json"])["source"], json.loads(parts_b["json"])["source"]
+        src_a, cls_a, img_a = _members(parts_a, pa, ka)
+        src_b, cls_b, img_b = _members(parts_b, pb, kb)
         if src_a != src_b:
             stats.source_count += 1
             if len(stats.source) < 5:
                 stats.source.append((ka, src_a, src_b))
-        if parts_a["cls"] != parts_b["cls"]:
+        if cls_a != cls_b:
             stats.cls_count += 1
-            stats.cls_first = stats.cls_first or (ka, parts_a["cls"].decode(), parts_b["cls"].decode())
-        ext_a, ext_b = image_suffix(parts_a), image_suffix(parts_b)
-        img_a, img_b = parts_a[ext_a], parts_b[ext_b]
+            stats.cls_first = stats.cls_first or (ka, cls_a, cls_b)
         if hashlib.sha256(img_a).digest() != hashlib.sha256(img_b).digest():
             stats.bytes_count += 1
             stats.bytes_first = stats.bytes_first or ka
             _compare_pixels(stats, img_a, img_b, shape_a, shape_b, ka)
         if comparable and la["kind"] != "hard":
-            _compare_labels(stats, la["kind"], sample_labels(parts_a["safetensors"], str(pa), ka), sample_labels(parts_b["safetensors"], str(pb), kb))
+            _compare_labels(stats, la["kind"], sample_labels(parts_a.get("safetensors", b""), str(pa), ka), sample_labels(parts_b.get("safetensors", b""), str(pb), kb))
 
     sections = [
         _format_section(ma, mb),
@@ -178,6 +178,14 @@ def diff_artifacts(a: str | Path, b: str | Path, *, tolerance_ulps: int = 0) -> 
         _metadata_section(ma, mb),
     ]
     return DiffReport(side(pa, ma), side(pb, mb), sections, ma["content_hash"] == mb["content_hash"])
+
+
+def _members(parts: dict[str, bytes], path: Path, key: str) -> tuple[str, str, bytes]:
+    """(source id, class, image bytes) of one stored sample; ArtifactError when it is malformed."""
+    try:
+        return str(json.loads(parts["json"])["source"]), parts["cls"].decode("ascii"), parts[image_suffix(parts)]
+    except (KeyError, TypeError, ValueError):
+        raise ArtifactError(f"{path}: sample {key} lacks a readable image, .cls or .json", f"run slc verify {path}") from None
 
 
 def _compare_pixels(stats: _Stats, img_a: bytes, img_b: bytes, shape_a, shape_b, key: str) -> None:

@@ -70,7 +70,9 @@ def verify(path: str | Path, *, allow_links: bool = False) -> VerifyReport:
     if str(path).startswith("hf://"):
         raise VerifyError(f"{path} is a Hub reference; verify checks local folders", HUB_HINT)
     path = Path(path)
-    _regular(path, fmt.MANIFEST, allow_links, missing="missing: this is not an slc artifact (or a half-written one)")
+    if not (path / fmt.MANIFEST).exists() and not (path / fmt.MANIFEST).is_symlink():
+        _fail(str(path / fmt.MANIFEST), "missing: this is not an slc artifact (or a half-written one)", "pass the folder that slc compile or slc import wrote")
+    _regular(path, fmt.MANIFEST, allow_links)
     raw = (path / fmt.MANIFEST).read_bytes()
     manifest = parse_manifest(raw)
     notes = _check_integrity(manifest, raw)
@@ -138,13 +140,13 @@ def _check_integrity(manifest: dict, raw: bytes) -> list[str]:
     return [LEGACY_NOTE]
 
 
-def _regular(root: Path, rel: str, allow_links: bool, missing: str = "missing") -> None:
+def _regular(root: Path, rel: str, allow_links: bool) -> None:
     """``root/rel`` is a regular file (or, with ``allow_links``, a link to one)."""
     file = root / rel
     try:
         st = file.lstat()
     except FileNotFoundError:
-        _fail(rel if rel != fmt.MANIFEST or root.exists() else str(file), missing, "pass the folder that slc compile or slc import wrote" if rel == fmt.MANIFEST else "re-download or rebuild the artifact")
+        _fail(rel, "missing")
     if stat.S_ISLNK(st.st_mode):
         if not allow_links:
             _fail(rel, "is a symbolic link, not a file (an artifact holds plain files only)")
