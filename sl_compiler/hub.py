@@ -166,20 +166,24 @@ def _copy_out(folder: Path, out: Path, verify) -> Path:
     from .artifact import atomic
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic.clean_stale(out)  # copies a killed pull left behind
-    tmp = atomic.owned_name(out)
-    try:
-        for file in sorted(p for p in folder.rglob("*") if p.is_file()):
-            target = tmp / file.relative_to(folder)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(file, target)
-        verify(tmp)
-        if out.exists():
-            out.rmdir()  # empty, checked before the download
-        atomic.rename_noreplace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with atomic.OutLock(out):
+        atomic.clean_stale(out)  # copies a killed pull left behind
+        tmp = atomic.owned_name(out)
+        try:
+            for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+                target = tmp / file.relative_to(folder)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(file, target)
+            verify(tmp)
+            with contextlib.suppress(OSError):
+                out.rmdir()  # empty when checked before the download; if it filled since, the rename refuses
+            atomic.rename_noreplace(tmp, out)
+        except FileExistsError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise HubError(f"{out} appeared while the copy was made", "pick another --out") from None
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return out
 
 

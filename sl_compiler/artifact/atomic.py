@@ -3,11 +3,13 @@
 An artifact is built in a hidden temp folder beside its target and renamed into place last. This
 module owns the three rules that make that safe when writers crash or race (spec: Layout):
 
-- A temp folder's name records its owner (``.<out>.tmp-<boot>-<pid>-<start>-<random>``: this boot,
-  the process id and the process's start time). ``clean_stale(out)`` removes the ones whose owner
-  is gone (a killed writer's partial shards) and never one whose owner still runs.
 - ``OutLock(out)`` holds ``.<out>.lock`` (``flock``) while a writer works, so a second writer to
   the same ``out`` fails at once instead of racing.
+- A temp folder's name records its owner (``.<out>.tmp-<boot>-<pid>-<start>-<random>``: this boot,
+  the process id and the process's start time). ``clean_stale(out)``, called under the lock,
+  removes the ones whose owner is gone (a killed writer's partial shards). A live slc writer holds
+  the lock, so its folder is never a candidate; the owner check also keeps the folder of a writer
+  that takes no lock (slc 0.1.0) while that process runs.
 - ``publish(tmp, out, force)`` renames without replacing (``renameat2(RENAME_NOREPLACE)``; where
   that is missing, ``rename(2)``, which never replaces a non-empty folder): an artifact that
   appeared after the caller's check is kept and the write fails. With ``force`` the old artifact
@@ -121,7 +123,10 @@ class OutLock:
         except ImportError:  # no flock (Windows): the no-replace rename alone guards the target
             return self
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise ArtifactError(f"cannot write in {self.out.parent} ({exc.strerror})", "pick an --out in a folder you can write to") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
