@@ -114,12 +114,13 @@ def list_cmd(experts_dir, as_json):
 @click.option("--mean", type=FloatList(), default=None, help="Per-channel normalisation mean, comma-separated (overrides --preprocess).  [default: the dataset's]")
 @click.option("--std", type=FloatList(), default=None, help="Per-channel normalisation std, comma-separated (overrides --preprocess).  [default: the dataset's]")
 @click.option("--force", is_flag=True, help="Replace a checkpoint that already exists at that epoch.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True, help="Test images per forward pass (memory and speed only).")
 @workers_option
 @val_subset_option
 @no_wait_option
 @experts_option
 @device_option
-def add_cmd(checkpoint, dataset, data_root, arch, epoch, seed, preprocess, resize, crop, mean, std, force, workers, val_subset, no_wait, experts_dir, device):
+def add_cmd(checkpoint, dataset, data_root, arch, epoch, seed, preprocess, resize, crop, mean, std, force, batch_size, workers, val_subset, no_wait, experts_dir, device):
     """Add an external checkpoint (safetensors, or a torchvision-style state_dict) to the store, with its test accuracy.
 
     Example: slc experts add model_43.pth --dataset imagenet --data-root DATA --model resnet18 --epoch 43 --preprocess torchvision
@@ -129,7 +130,7 @@ def add_cmd(checkpoint, dataset, data_root, arch, epoch, seed, preprocess, resiz
 
     trajectory, point, note = import_checkpoint(
         checkpoint, dataset=dataset, data_root=data_root, arch=arch, epoch=epoch, seed=seed, store=default_store(experts_dir), device=device, force=force,
-        preprocess=preprocess, resize=resize, crop=crop, mean=mean, std=std, workers=workers, val_subset=val_subset, wait=not no_wait,
+        preprocess=preprocess, resize=resize, crop=crop, mean=mean, std=std, workers=workers, val_subset=val_subset, wait=not no_wait, batch_size=batch_size,
     )  # fmt: skip
     acc = f", test {point.test_accuracy:.2f}%" if point.test_accuracy is not None else ""
     steps = trajectory.preprocess

@@ -314,6 +314,7 @@ def test_cli_train_list_and_add(tmp_path):
     rows = json.loads(runner.invoke(cli, ["experts", "list", "--experts", store, "--json"]).output)
     assert [(r["seed"], r["epochs"], r["complete"]) for r in rows] == [(0, [0, 0.5, 1], True), (1, [0, 0.5, 1], True)]
     assert set(rows[0]["test_accuracy"]) == {"0", "0.5", "1"}
+    assert rows[0]["preprocess"]["crop"] == [8, 8] and rows[0]["preprocess"]["resize"] == 8
     again = runner.invoke(cli, ["experts", "train", "--dataset", TINY, "--every", "0.5", "--recipe", str(recipe), "--experts", store, "--device", "cpu"])
     assert "complete" in again.output and "--force" in again.output
     # errors: one line, exit code 2
@@ -507,7 +508,7 @@ def test_streamed_run_resumes_bit_exactly_and_workers_do_not_change_it(folder, t
     assert [c.test_accuracy for c in a.checkpoints] == [c.test_accuracy for c in b.checkpoints]
     assert a.checkpoints[0].sha256 != a.checkpoints[-1].sha256
     raw = json.loads((a.path / "trajectory.json").read_text())
-    assert raw["data"].startswith("streamed") and (raw["world_size"], raw["global_batch"], raw["precision"]) == (1, 4, "fp32")
+    assert raw["data"] == "streamed: each image cropped from its original file in decode worker processes" and (raw["world_size"], raw["global_batch"], raw["precision"]) == (1, 4, "fp32")
     assert raw["recipe"]["augment"] == "random_resized_crop" and raw["recipe_file"] is None
 
 

@@ -20,7 +20,7 @@ from ..device import prepare_model, resolve_device
 from ..errors import ExpertError
 from ..models import create_model
 from .store import Checkpoint, ExpertStore, Trajectory, preprocess_of, sha256_file
-from .train import Split, balanced_subset, evaluate_accuracy, load_splits
+from .train import EVAL_BATCH, Split, balanced_subset, evaluate_accuracy, load_splits
 
 # where training scripts nest the weights: torchvision's train.py saves {"model": ..., "optimizer": ...}
 NESTED_KEYS = ("model", "state_dict", "model_state_dict", "net")
@@ -109,12 +109,14 @@ def import_checkpoint(
     workers: int | None = None,
     val_subset: int | None = None,
     wait: bool = True,
+    batch_size: int = EVAL_BATCH,
 ) -> tuple[Trajectory, Checkpoint, str]:
     """Add ``path`` to the store as ``arch@epoch#seed`` for ``dataset``; test accuracy when a test split exists.
 
     ``preprocess`` (a preset: ``torchvision``) and ``resize``/``crop``/``mean``/``std`` say how
-    the checkpoint's inputs are made; default: the dataset's own. Returns the trajectory, the new
-    checkpoint and a note (empty, or why accuracy is missing).
+    the checkpoint's inputs are made; default: the dataset's own. The test split streams through
+    ``workers`` decoding processes, ``batch_size`` images at a time. Returns the trajectory, the
+    new checkpoint and a note (empty, or why accuracy is missing).
     """
     store = store if isinstance(store, ExpertStore) else ExpertStore(store)
     device = resolve_device(device)
@@ -141,7 +143,8 @@ def import_checkpoint(
     accuracy = None
     if test is not None:
         indices = balanced_subset(test, val_subset) if val_subset is not None else None
-        accuracy = evaluate_accuracy(prepare_model(model, device), Split(test, device, workers), indices, decode=_decoder(test, steps), mean=steps["mean"], std=steps["std"])
+        split = Split(test, device, workers)
+        accuracy = evaluate_accuracy(prepare_model(model, device), split, indices, decode=_decoder(test, steps), mean=steps["mean"], std=steps["std"], batch_size=batch_size)
     source = {"file": Path(path).name, "sha256": sha256_file(path), "preprocess": steps}
     if val_subset is not None:
         source["test_subset"] = val_subset

@@ -52,7 +52,7 @@ from ..seeding import derive_seed, generator
 from .recipe import ExpertRecipe, choose_recipe
 from .store import RESUME, Checkpoint, ExpertStore, Trajectory, atomic_write, clear_folder, format_epoch, read_state, sha256_bytes, state_bytes, trajectory_lock
 
-EVAL_BATCH = 512
+EVAL_BATCH = 256  # test images per forward pass outside training (experts add); a training run tests at its batch size
 DEVICE_SHARE = 0.5  # an in-memory split moves to a GPU when its uint8 pixels take at most this share of free memory
 VAL_SEED = 0  # the fixed test subset (--val-subset) is the same for every expert seed, so accuracies compare
 
@@ -62,7 +62,6 @@ class TrainResult:
     trajectory: Trajectory
     status: str  # "trained", "resumed" or "complete" (nothing to do)
     note: str = ""
-    recipe_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,9 +90,10 @@ class Split:
             self.pixels = images.pixels.to(device) if fits else images.pixels
             self.targets = images.targets.to(self.pixels.device)
 
-    @property
-    def where(self) -> str:
-        """How batches are read, for the trajectory record."""
+    def describe(self, decoded: bool = False) -> str:
+        """How batches are read (``decoded``: by a stream decoder), for the trajectory record."""
+        if decoded:
+            return "streamed: each image cropped from its original file in decode worker processes"
         if self.pixels is None:
             return "streamed: decoded by worker processes"
         return f"held in memory as uint8 on {self.pixels.device.type}"
@@ -135,13 +135,14 @@ def balanced_subset(images: ImageSet, n: int, seed: int = VAL_SEED) -> torch.Ten
 
 @dataclass
 class ValPass:
-    """The test pass run at every checkpoint: the whole split, or a fixed subset of it."""
+    """The test pass run at every checkpoint: the whole split, or a fixed subset of it, ``batch_size`` images at a time."""
 
     split: Split
     indices: torch.Tensor | None = None
+    batch_size: int = EVAL_BATCH
 
     def accuracy(self, model: nn.Module) -> float:
-        return evaluate_accuracy(model, self.split, self.indices)
+        return evaluate_accuracy(model, self.split, self.indices, batch_size=self.batch_size)
 
     def record(self) -> dict:
         images = self.split.images
@@ -202,13 +203,18 @@ def augment_batch(x: torch.Tensor, indices: torch.Tensor, recipe: ExpertRecipe, 
     return crop_flip(x, recipe.crop_padding, g)
 
 
+def crops_originals(images: ImageSet, recipe: ExpertRecipe) -> bool:
+    """Whether the recipe's random resized crops are cut from the source files (always, when the split has them)."""
+    return recipe.augment == "random_resized_crop" and images.sources is not None
+
+
 def training_batches(split: Split, recipe: ExpertRecipe, seed: int, epoch: int, first: int, last: int, ranks: Ranks) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Batches ``first..last-1`` of ``epoch``: (normalised augmented float, targets) on the device, this rank's share."""
     images = split.images
     order = epoch_order(len(images), seed, epoch)
     batches = [ranks.share(order[i * recipe.batch_size : (i + 1) * recipe.batch_size]) for i in range(first, last)]
     decode = None
-    if recipe.augment == "random_resized_crop" and images.sources is not None:
+    if crops_originals(images, recipe):
         decode = RandomResizedCrop(seed, epoch, images.shape[1], images.shape[0], recipe.crop_scale, recipe.crop_ratio, name=images.source_id)
     for step, (idx, pixels, targets) in zip(range(first, last), split.read(batches, decode)):
         x = normalize(pixels, images.mean, images.std)
@@ -361,7 +367,7 @@ def _train_locked(store, train: Split, val: ValPass | None, arch, seed, recipe: 
     if trajectory is not None and trajectory.complete:
         trained_to = max((c.steps for c in trajectory.checkpoints if c.steps is not None), default=None)
         if trained_to is None or trained_to >= total_steps:
-            return TrainResult(trajectory, "complete", "already complete; pass --force to retrain it", recipe_file)
+            return TrainResult(trajectory, "complete", "already complete; pass --force to retrain it")
         if not (trajectory.path / RESUME).is_file():
             raise ExpertError(
                 f"trajectory {trajectory.path} ends at epoch {format_epoch(trajectory.epochs()[-1])} and keeps no optimizer state to extend it from",
@@ -377,7 +383,7 @@ def _train_locked(store, train: Split, val: ValPass | None, arch, seed, recipe: 
         trajectory = Trajectory(store.folder(info["name"], arch, seed), info, arch, seed, recipe.to_dict())
         config.details.update(
             randomness="model init from derive_seed(seed, 'init'); order from generator(seed, 'perm', epoch); tensor augmentation from generator(seed, 'augment', epoch, step); random_resized_crop boxes hashed from (seed, epoch, index)",
-            data=train.where,
+            data=train.describe(crops_originals(train.images, recipe)),
             world_size=ranks.world_size,
             global_batch=recipe.batch_size,
             precision="bf16 autocast" if device.type == "cuda" else "fp32",
@@ -428,7 +434,7 @@ def _train_locked(store, train: Split, val: ValPass | None, arch, seed, recipe: 
     trajectory.save()
     if total_steps >= full_steps:
         (trajectory.path / RESUME).unlink(missing_ok=True)  # a stopped-early run keeps it, to be extended later
-    return TrainResult(trajectory, status, recipe_file=recipe_file)
+    return TrainResult(trajectory, status)
 
 
 def load_splits(dataset: str, data_root: str | Path | None, **options) -> tuple[ImageSet, ImageSet | None, str]:
@@ -482,7 +488,8 @@ def train_trajectories(
     train_split = Split(train, device, workers)
     val = None
     if test is not None:
-        val = ValPass(Split(test, device, workers), balanced_subset(test, val_subset) if val_subset is not None else None)
+        # tested at the training batch size: the memory a run needs is set by its batch, never by the test split's size
+        val = ValPass(Split(test, device, workers), balanced_subset(test, val_subset) if val_subset is not None else None, recipe.batch_size)
     results = []
     for seed in seeds:
         result = train_one(store, train_split, val, arch, seed, recipe, every, device, force, stop=epochs, wait=wait, recipe_file=recipe_file, log=log)
