@@ -535,7 +535,7 @@ def test_val_subset_is_balanced_fixed_and_recorded(tmp_path):
     assert torch.equal(idx, balanced_subset(test, 6)) and torch.equal(idx, idx.sort().values)
     assert sorted(torch.bincount(test.targets[idx], minlength=4).tolist()) == [1, 1, 2, 2]
     assert not torch.equal(balanced_subset(test, 7)[:6], idx) or len(balanced_subset(test, 7)) == 7
-    with pytest.raises(ExpertError, match="--val-subset 16 is not between 1 and"):
+    with pytest.raises(ExpertError, match="--val-subset 16 must be between 1 and 15: the test split holds 16 images"):
         balanced_subset(test, 16)
     (result,) = _train(tmp_path, epochs=0.5, val_subset=6)
     t = result.trajectory
@@ -548,6 +548,21 @@ def test_val_subset_is_balanced_fixed_and_recorded(tmp_path):
     assert all(round(c.test_accuracy * 6 / 100, 6) == round(c.test_accuracy * 6 / 100) for c in t.checkpoints)
     with pytest.raises(ExpertError, match="other settings.*test_set"):
         _train(tmp_path, epochs=1)  # resuming with another test pass would mix accuracies
+
+
+def test_a_run_tests_at_its_training_batch_size(tmp_path, monkeypatch):
+    """The test pass's memory follows the training batch, never the test split's size."""
+    read = train_module.Split.read
+    sizes = []
+
+    def spy(self, batches, decode=None):
+        if self.images.split == "test":
+            sizes.extend(len(b) for b in batches)
+        return read(self, batches, decode)
+
+    monkeypatch.setattr(train_module.Split, "read", spy)
+    _train(tmp_path, epochs=0.5)  # RECIPE: batch 4; the test split holds 16 images
+    assert sizes and set(sizes) == {4} and sum(sizes) == 2 * 16  # two checkpoints, each the whole split
 
 
 def test_no_wait_fails_at_once_while_another_process_holds_the_trajectory(tmp_path, capsys):

@@ -124,7 +124,7 @@ def balanced_subset(images: ImageSet, n: int, seed: int = VAL_SEED) -> torch.Ten
     the first of a seeded permutation of its images; sorted, so the pass reads the split in order.
     """
     if not 0 < n < len(images):
-        raise ExpertError(f"--val-subset {n} is not between 1 and the test split's {len(images) - 1} images", "give a smaller subset, or drop --val-subset to test on the whole split")
+        raise ExpertError(f"--val-subset {n} must be between 1 and {len(images) - 1}: the test split holds {len(images)} images", "give a smaller subset, or drop --val-subset to test on the whole split")
     g = generator("val-subset", seed, n)
     c = images.num_classes
     quota = torch.full((c,), n // c, dtype=torch.int64)
