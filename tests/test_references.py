@@ -151,3 +151,16 @@ def test_dataset_mismatch_is_an_error(store, tiny_info):
         resolve("convnet_d3@1", store, fewer)
     # no fingerprint on one side: name and classes suffice
     assert resolve("convnet_d3@1", store, dict(tiny_info, fingerprint=None))
+
+
+def test_teachers_carry_their_preprocess_with_a_fallback_for_old_trajectories(store, tiny_info):
+    (teacher,) = resolve("convnet_d3@1", store, tiny_info)
+    # written before datasets recorded a preprocess: the shorter side resized to the resolution, centre-cropped
+    fallback = {"resize": 16, "crop": [16, 16], "interpolation": "bilinear", "mean": tiny_info["mean"], "std": tiny_info["std"]}
+    assert "preprocess" not in tiny_info and teacher.preprocess == fallback
+    assert teacher.manifest_entry()["preprocess"] == fallback
+    recorded = {"resize": 18, "crop": [16, 16], "interpolation": "bilinear", "mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2, 0.2]}
+    store.add_checkpoint(_state("convnet_d3", 7), dataset_info={**tiny_info, "preprocess": recorded}, arch="convnet_d3", epoch=1, seed=4)
+    (teacher,) = resolve("convnet_d3@1#4", store, tiny_info)
+    assert teacher.preprocess == recorded and (teacher.mean, teacher.std) == ((0.5,) * 3, (0.2,) * 3)
+    assert json.loads(json.dumps(teacher.manifest_entry()))["preprocess"] == recorded
