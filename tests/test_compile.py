@@ -217,11 +217,26 @@ def test_throughput_benchmark_runs_and_writes_its_figures(tmp_path):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = tmp_path / "result.json"
-    result = bench.main(["--dataset", TINY, "--ipc", "2", "--views", "2", "--topk", "2", "--repeats", "1", "--device", "cpu", "--out", str(out)])
+    argv = ["--dataset", TINY, "--ipc", "2", "--views", "2", "--topk", "2", "--folder-images", "20", "--folder-resolution", "16", "--repeats", "1", "--device", "cpu", "--out", str(out)]
+    result = bench.main(argv)
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     assert [r["images"] for r in result["labelling"]] == [8, 16]
-    assert all(r["ratio"] > 0 for r in result["labelling"]) and len(result["compile"]) == 3
+    assert result["streamed_scoring"]["images"] == 20 and result["streamed_scoring"]["workers"] == 2
+    assert all(r["ratio"] > 0 for r in [*result["labelling"], result["streamed_scoring"]]) and len(result["compile"]) == 3
     assert {f["target"] for f in result["figures"]} == {">= 0.9", None}
+
+
+def test_the_bare_loops_of_the_throughput_benchmark_call_no_slc_code():
+    import ast
+
+    tree = ast.parse((ROOT / "benchmarks" / "compile_throughput.py").read_text())
+    functions = {node.name: node for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    imported = {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sl_compiler") for alias in node.names}
+    bare = [name for name in functions if name.startswith(("bare", "Bare"))]
+    assert {"bare_label", "bare_scores", "bare_cutmix", "BareFolder"} <= set(bare)
+    for name in bare:
+        used = {n.id for n in ast.walk(functions[name]) if isinstance(n, ast.Name)}
+        assert not used & imported, f"{name} uses slc's {sorted(used & imported)}"
 
 
 @pytest.mark.real
