@@ -1,9 +1,9 @@
 """The compile pipeline: recipe -> selected images -> teacher soft labels -> artifact.
 
-Every check that can fail runs before the expensive work (reference syntax, output folder, the
-teachers and their shared preprocessing, dataset, IPC, top-k, views), and the artifact is written
-to a temporary folder and renamed at the end, so a bad input or a killed run leaves nothing that
-looks like an artifact.
+Every check that can fail runs before the expensive work (reference syntax, output folder,
+dataset, the teachers and their shared preprocessing, IPC, top-k, views), and the artifact is
+written to a temporary folder and renamed at the end, so a bad input or a killed run leaves
+nothing that looks like an artifact.
 
 Memory stays flat in the size of the source split: selection works from the targets alone
 (random) or from per-image scores streamed through the teachers (ce-quantile, ``select``); only
@@ -70,8 +70,9 @@ def compile_artifact(
         raise ArtifactError(f"batch size must be at least 1, got {batch_size}", "pass --batch-size 1 or more")
     device = resolve_device(device)
     store = default_store(experts)
+    data = load_dataset(recipe.dataset, recipe.data_root, recipe.split)
     preprocess = teachers_preprocess(members, store, recipe.dataset)
-    data = load_source(recipe, preprocess)
+    data = at_preprocess(data, recipe, preprocess)
     info = data.info()
     teachers = resolve(members, store, info)
     check_topk(recipe.topk, data.num_classes)
@@ -148,9 +149,8 @@ def teachers_preprocess(members: list, store, dataset: str) -> dict:
     return json.loads(next(iter(seen)))
 
 
-def load_source(recipe: Recipe, preprocess: dict) -> ImageSet:
-    """The recipe's split, decoded at the teachers' resize and crop."""
-    data = load_dataset(recipe.dataset, recipe.data_root, recipe.split)
+def at_preprocess(data: ImageSet, recipe: Recipe, preprocess: dict) -> ImageSet:
+    """``data`` (the recipe's split as it loads by default), loaded again at the teachers' resize and crop if they differ."""
     have = preprocess_of(data.info())
     if _decoding(have) == _decoding(preprocess):
         return data
