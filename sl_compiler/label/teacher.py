@@ -10,10 +10,10 @@ and of DESIGN.md. Non-finite logits are an error naming the teacher: a label bui
 would silently poison every student trained on the artifact.
 
 Labels are data, so teachers run in full float32 on every device (:func:`full_precision`): no
-bf16 autocast, and no TF32 for CUDA's matmuls and convolutions, whatever the caller set. Results
-do not depend on how images are batched: a batch of one is run as a batch of two (CPU kernels
-take another path for a single image, whose rounding differs), and batches never mix images of
-different passes.
+bf16 autocast, and no TF32 for CUDA's matmuls and convolutions, whatever the caller set. On the
+CPU, results do not depend on how images are batched: a batch of one runs as a batch of two
+(oneDNN convolutions and MKL's matrix-vector product take another path for a single image, whose
+rounding differs).
 """
 
 from __future__ import annotations
