@@ -245,12 +245,10 @@ def test_the_memory_benchmark_measures_the_whole_process_tree():
     spec = importlib.util.spec_from_file_location("memory_compile", ROOT / "benchmarks" / "memory_compile.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    child = subprocess.Popen([sys.executable, "-c", "import time; b = b'x' * (64 << 20); time.sleep(30)"])
+    fill = "import sys, time; b = b'x' * (64 << 20); print('ready', flush=True); time.sleep(60)"
+    child = subprocess.Popen([sys.executable, "-c", fill], stdout=subprocess.PIPE, text=True)
     try:
-        for _ in range(100):  # until the child has allocated its 64 MiB
-            if bench.memory_kib(child.pid)[1] > 60 << 10:
-                break
-            __import__("time").sleep(0.05)
+        assert child.stdout.readline().strip() == "ready"  # its 64 MiB are written
         assert child.pid in bench.process_tree(os.getpid())
         pss, rss = bench.memory_kib(child.pid)
         assert 60 << 10 < pss <= rss
