@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli.options import dataset_options, device_option, experts_option
+from cli.options import dataset_options, device_option, experts_option, skip_bad_option, workers_option
 from sl_compiler.recipe import AUGMENTS, SELECT_STRATEGIES, Recipe
 
 
@@ -27,21 +27,25 @@ from sl_compiler.recipe import AUGMENTS, SELECT_STRATEGIES, Recipe
 @click.option("--force", is_flag=True, help="Replace an existing artifact at --out.")
 @device_option
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Teacher inference batch (speed and memory only).")
+@workers_option
+@skip_bad_option
 @click.option("--write-recipe", type=click.Path(dir_okay=False, path_type=str), default=None, help="Write the resolved recipe to this TOML file and stop without compiling.  [default: compile]")
-def compile_cmd(recipe_file, dataset, data_root, ipc, teacher, experts_dir, temperature, topk, views, augment, select, quantile, seed, name, version, out, force, device, batch_size, write_recipe):
+def compile_cmd(recipe_file, dataset, data_root, ipc, teacher, experts_dir, temperature, topk, views, augment, select, quantile, seed, name, version, out, force, device, batch_size, workers, skip_bad, write_recipe):
     """Compile a dataset into an artifact: IPC real images per class labelled by expert teachers.
 
     Give the recipe as flags, or as --recipe FILE; flags given together with --recipe override
-    the file's values. Prints the artifact's path and content hash.
+    the file's values. Prints the artifact's path and content hash, and the files --skip-bad
+    left out.
 
-    \b
+    
     Examples:
       slc compile --dataset cifar10 --data-root DATA --ipc 10 --teacher convnet_d3@0.5
-      slc compile --dataset cifar10 --data-root DATA --ipc 1 --teacher 'convnet_d3@20#0-9' \\
+      slc compile --dataset cifar10 --data-root DATA --ipc 1 --teacher 'convnet_d3@20#0-9' \
           --temperature 2 --views 300 --augment cutmix --topk 10 --out artifacts/c10-ipc1
       slc compile --recipe recipes/compile/cifar10-convnet_d3-ipc10.toml --seed 1
+      slc compile --dataset imagenet --ipc 10 --teacher resnet18@43 --workers 16
     """
-    from sl_compiler.artifact import inspect_artifact, summary_table
+    from sl_compiler.artifact import inspect_artifact, load, summary_table
     from sl_compiler.compile import compile_artifact
 
     flags = dict(dataset=dataset, data_root=data_root, ipc=ipc, teacher=teacher, temperature=temperature, topk=topk, views=views, augment=augment, select=select, quantile=quantile, seed=seed, name=name, version=version)
@@ -52,8 +56,10 @@ def compile_cmd(recipe_file, dataset, data_root, ipc, teacher, experts_dir, temp
     if write_recipe is not None:
         click.echo(f"wrote {recipe.write(write_recipe)}")
         return
-    path = compile_artifact(recipe, experts=experts_dir, device=device, out=out, force=force, batch_size=batch_size)
+    path = compile_artifact(recipe, experts=experts_dir, device=device, out=out, force=force, batch_size=batch_size, workers=workers, skip_bad=skip_bad)
     info = inspect_artifact(path)
     click.echo(summary_table(info))
     click.echo(f"artifact: {path}")
     click.echo(f"content hash: {info['content_hash']}")
+    for item in load(path).manifest["selection"].get("skipped", []):
+        click.echo(f"skipped {item['source']}: {item['problem']}", err=True)
