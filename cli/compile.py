@@ -37,7 +37,7 @@ def compile_cmd(recipe_file, dataset, data_root, ipc, teacher, experts_dir, temp
     the file's values. Prints the artifact's path and content hash, and the files --skip-bad
     left out.
 
-    
+    \b
     Examples:
       slc compile --dataset cifar10 --data-root DATA --ipc 10 --teacher convnet_d3@0.5
       slc compile --dataset cifar10 --data-root DATA --ipc 1 --teacher 'convnet_d3@20#0-9' \
