@@ -20,6 +20,8 @@ from ..models import create_model
 from ..seeding import derive_seed
 from .losses import student_loss
 
+COMPILE_BACKEND = "inductor"  # torch.compile's default; tests swap in "aot_eager" (same capture, no C++ build)
+
 
 def init_student(model: str, num_classes: int, shape: tuple[int, int, int], seed: int) -> torch.nn.Module:
     """The student for ``seed``, built on the CPU from its own RNG stream: identical on every device."""
@@ -38,7 +40,7 @@ class StudentGroup:
         self.params = {n: p.detach().to(device).requires_grad_() for n, p in params.items()}
         self.buffers = {n: b.to(device) for n, b in buffers.items()}
         self.module = copy.deepcopy(modules[0]).to("meta")
-        self._loss = torch.compile(self._loss_eager, dynamic=False) if compile else self._loss_eager
+        self._loss = torch.compile(self._loss_eager, dynamic=False, backend=COMPILE_BACKEND) if compile else self._loss_eager
 
     def _call(self, params, buffers, x):
         return functional_call(self.module, (params, buffers), (x,))
