@@ -174,7 +174,7 @@ class DSA:
     def _per_student(self, x: torch.Tensor, rng: Draws) -> torch.Tensor:
         """Each student's own family: computed for the batch, kept on that student's rows."""
         picks, host_picks = rng.student_integers(len(self.families))
-        row_pick = picks.repeat_interleave(rng.per).view(-1, 1, 1, 1)
+        row_pick = picks.view(-1, 1).expand(-1, rng.per).reshape(-1, 1, 1, 1)
         chosen = set(range(len(self.families))) if host_picks is None else set(host_picks)
         out = x
         for i, family in enumerate(self.families):
