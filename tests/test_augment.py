@@ -17,8 +17,8 @@ K, B = 3, 5
 
 
 def _keys(seeds=(0, 1, 2)):
-    keys = student_keys(list(seeds))
-    return keys, [int(k) for k in keys.tolist()]
+    host = student_keys(list(seeds))
+    return torch.tensor(host, dtype=torch.int64), host
 
 
 def _draws(seeds, counter=("augment", 0, 0), per=B, slots=40):

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from sl_compiler.augment import DSA, cutmix
 from sl_compiler.augment import dsa as dsa_ops
 from sl_compiler.data import load_dataset, normalize
-from sl_compiler.errors import EvaluateError, RecipeError
+from sl_compiler.errors import EvaluateError, RecipeError, SlcError
 from sl_compiler.evaluate import Protocol, evaluate, load_results, markdown_table, report, report_markdown
 from sl_compiler.evaluate import trainer as trainer_mod
 from sl_compiler.evaluate.losses import kl_divergence, soft_cross_entropy
@@ -537,7 +537,7 @@ def test_unequal_class_counts_skip_the_random_baselines_before_training(jpeg_fol
     assert row["ipc"] is None and set(row["cells"]) == {"sl"} and "unequal class counts" in row["skipped"]["random-hl"]
 
 
-@pytest.mark.parametrize("problem", ["slkd-no-teacher", "classes", "model", "lr-grid-pool", "out"])
+@pytest.mark.parametrize("problem", ["slkd-no-teacher", "classes", "model", "lr-grid-pool", "out", "teacher-file"])
 def test_every_precondition_is_checked_before_the_first_student(pipeline, jpeg_folder, tmp_path, monkeypatch, problem):
     """A bad second artifact (or setting) fails before the first artifact's students train."""
     from sl_compiler.artifact import write_artifact
@@ -558,10 +558,18 @@ def test_every_precondition_is_checked_before_the_first_student(pipeline, jpeg_f
         items, p, err = [good], p.override(model="resnet99"), "unknown model"
     elif problem == "lr-grid-pool":
         items, p, err = [good, arts[3]], p.override(lr_grid=(0.01, 0.1), holdout_fraction=0.9, baselines=("random-hl",)), "too few training images"
-    else:
+    elif problem == "out":
         (tmp_path / "file").write_text("")
         items, kwargs["out"], err = [good], tmp_path / "file" / "run", "cannot write results"
-    with pytest.raises(EvaluateError, match=err):
+    else:  # the teacher's checkpoint changed on disk after the artifact was compiled
+        import shutil
+
+        shutil.copytree(root / "experts", tmp_path / "experts")
+        checkpoint = next((tmp_path / "experts").rglob("epoch-1.safetensors"))
+        checkpoint.write_bytes(checkpoint.read_bytes()[:-8] + b"corrupt!")
+        items, kwargs["experts"], err = [good], str(tmp_path / "experts"), "sha256|differs"
+        p = p.override(baselines=("random-sl",))
+    with pytest.raises(SlcError, match=err):
         evaluate(items, p, **kwargs)
     assert runs == []
 
@@ -621,3 +629,18 @@ def test_one_seed_shows_no_spread(pipeline, tmp_path):
     assert all(r.split(",")[6] == "n/a" for r in rows)
     assert "(n/a)" in report_markdown(report(load_results([tmp_path / "one.json"])))
     assert pct({"mean": 0.5, "std": 0.0}) == "50.00 (0.00)"  # a measured zero spread still prints
+
+
+def test_the_test_split_is_decoded_with_the_artifacts_preprocess(pipeline):
+    from sl_compiler.artifact import load
+    from sl_compiler.evaluate.run import decode_options, preprocess
+
+    _, arts = pipeline
+    art = load(arts[2])
+    fallback = preprocess(art)  # no preprocess recorded: built from the manifest's resolution, mean and std
+    assert fallback == {"resize": None, "crop": [16, 16], "mean": list(art.mean), "std": list(art.std)}
+    art.manifest["dataset"]["preprocess"] = {"resize": 256, "crop": [224, 224], "interpolation": "bilinear", "mean": [0.5] * 3, "std": [0.25] * 3}
+    assert preprocess(art)["resize"] == 256
+    assert decode_options("imagenet", preprocess(art)) == {"in_memory": False, "resolution": 224, "resize": 256}
+    assert decode_options("imagefolder:/data/x", fallback) == {"in_memory": False, "resolution": 16}
+    assert decode_options("synthetic:classes=4", fallback) == {} and decode_options("mnist", fallback) == {}

@@ -38,9 +38,9 @@ def hash32(x):
     return x ^ (x >> 15)
 
 
-def student_keys(seeds: list[int], *parts: int | str, device: str | torch.device = "cpu") -> torch.Tensor:
-    """int64 (K,) keys, one per student seed: ``derive_seed(seed, "student-rng", *parts)``."""
-    return torch.tensor([derive_seed(s, "student-rng", *parts) for s in seeds], dtype=torch.int64, device=device)
+def student_keys(seeds: list[int]) -> list[int]:
+    """One 63-bit key per student seed, ``derive_seed(seed, "student-rng")``: make a tensor of them for :class:`Draws`."""
+    return [derive_seed(s, "student-rng") for s in seeds]
 
 
 class Draws:

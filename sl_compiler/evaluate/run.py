@@ -27,7 +27,7 @@ from .. import __version__
 from ..artifact import Artifact, load
 from ..artifact.format import key_width, sample_key
 from ..data import ImageSet, dataset_key, load_dataset
-from ..device import describe, resolve_device
+from ..device import describe, prepare_model, resolve_device
 from ..errors import EvaluateError, ModelError
 from ..experts import default_store, resolve
 from ..models import create_model
@@ -215,7 +215,10 @@ def plan_artifact(ctx: _Context, art: Artifact) -> _Plan:
     test = ctx.split(art, "test")
     _check_model(p.model, art)
     own = _own_indices(art)
-    slkd = ctx.teachers(art, "regime slkd") if "slkd" in p.regimes else None
+    slkd = None
+    if "slkd" in p.regimes:
+        ref, teachers = ctx.teachers(art, "regime slkd")
+        slkd = (ref, [t.load("cpu") for t in teachers])  # weights verified and fitted now, moved to the device later
     if "sl" in p.regimes and art.num_views > 1 and not art.views:
         raise EvaluateError(f"artifact {art.name} stores {art.num_views} labels per image but no view parameters to replay", "run slc verify on the artifact")
     plan = _Plan(art, test, own, None, None, slkd)
@@ -256,6 +259,8 @@ def _plan_baseline(ctx: _Context, plan: _Plan, name: str) -> _Baseline | str:
         ref, teachers = ctx.teachers(art, "baseline random-sl", required=False)
         if ref is None:
             return f"artifact {art.name} records no teacher to label random images with; add it with --teacher ARCH@EPOCH[#SEEDS] (and --experts DIR)"
+        for t in teachers:
+            t.load("cpu")  # the checkpoint is readable, matches its sha256 and fits its architecture
     exclude = [t for t in (plan.own, plan.holdout) if t is not None]
     idx = random_images(plan.train, art.ipc, p.baseline_seed, torch.cat(exclude) if exclude else None)
     if name == "random-sl" and art.views:
@@ -277,7 +282,7 @@ def _run(ctx: _Context, plan: _Plan) -> dict:
         if regime == "sl":
             kwargs = {"labels": art.labels, "views": art.views, "fill": fill}
         elif regime == "slkd":
-            kwargs = {"teacher": Ensemble([t.load(device) for t in plan.slkd[1]]), "temperature": p.temperature}
+            kwargs = {"teacher": Ensemble([prepare_model(m, device) for m in plan.slkd[1]]), "temperature": p.temperature}
         data = training_set(regime, art.images, art.targets, art.num_classes, art.mean, art.std, device, **kwargs)
         cells[regime] = evaluate_students(data, p, test_set, holdout, device, ctx.batched, f"{art.name} {regime}", ctx.compile)
         del data

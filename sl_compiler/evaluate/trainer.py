@@ -45,7 +45,7 @@ class StudentTrainer:
         self.augment = make_augment(protocol)
         self.apply_augment = bool(self.augment.stages) and not (data.replays_views and not protocol.augment_views)
         self.loss_kind = "ce" if data.regime == "hl" else protocol.loss
-        self.host_keys = [int(k) for k in student_keys(seeds).tolist()]
+        self.host_keys = student_keys(seeds)
         self.keys = torch.tensor(self.host_keys, dtype=torch.int64, device=device)
         self.n = len(data)
         self.batch = min(protocol.batch_size, self.n)
