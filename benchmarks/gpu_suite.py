@@ -25,8 +25,9 @@ no time for is listed under ``skipped``):
    artifacts and student results are cached in the work folder, so a second call resumes.
 
 Everything lives in the repository and ``--data-root`` (CIFAR-10 as the JPEG tars of
-../shared/data/cifar10; or split parts ``cifar10-train.tar.part-*`` that are joined and checked
-against SHA256SUMS, for transports with a size limit). Nothing is installed or downloaded. The
+../shared/data/cifar10; or pieces ``cifar10-train.tar.part-*`` from ``split -d`` anywhere under
+.slc-work/data, joined and checked against SHA256SUMS, for transports with a size limit: see
+:func:`find_cifar10`). Nothing is installed or downloaded. The
 work folder (``--work``, default ``.slc-work/gpu_suite``, git-ignored) keeps the caches between
 calls; finished sections are reused while the code, torch and the device are the same
 (``--fresh`` reruns them).
@@ -57,6 +58,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import _bare  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
+# third-party modules slc imports at module level (webdataset and h5py only lazily): the GPU image lacks tomli_w
+REQUIRED_MODULES = ("safetensors", "tomli_w", "click", "tqdm", "PIL", "numpy", "torchvision", "matplotlib", "huggingface_hub", "pytest")
 SECTIONS = ("cuda_tests", "students_per_hour", "student_vs_bare", "labelling", "cifar10_reproduction")
 PAPER_SOFT = {1: 21.1, 10: 46.3}  # Qin, Deng, Alvarez-Melis (NeurIPS 2024), Table 2, CIFAR-10 soft-label baseline
 USUAL_RANDOM_HARD = {1: 14.4, 10: 26.0}  # random real images, hard labels, as DC/DSA/MTT tables report them
@@ -362,50 +365,60 @@ def _as_sequential(state: dict) -> dict:
 # ---- 5. the CIFAR-10 reproduction -----------------------------------------------------------------------
 
 
-def find_cifar10(arg: str | None, work: Path) -> Path | None:
-    """A folder with cifar10-train.tar and cifar10-test.tar: ``--data-root``, $SLC_CIFAR10, ../shared/data/cifar10, shared/data/cifar10.
+class IncompleteData(Exception):
+    """Split CIFAR-10 parts that do not (yet) join into the files SHA256SUMS names."""
 
-    A folder holding ``<tar>.part-*`` pieces instead (a split copy, for transports with a size
-    limit) is joined into the work folder once and checked against its SHA256SUMS.
+
+def find_cifar10(arg: str | None, work: Path) -> Path | None:
+    """A folder with cifar10-train.tar and cifar10-test.tar, or None.
+
+    Looked for in ``arg`` (``--data-root``) alone when given, else in $SLC_CIFAR10,
+    ../shared/data/cifar10 and shared/data/cifar10; in the work folder's joined copy; then as split
+    pieces (``cifar10-train.tar.part-00``, ... from ``split -d``, anywhere below ``arg`` or
+    .slc-work/data, with a SHA256SUMS), which are joined into the work folder and checked: a
+    transport with a size limit can carry them over several calls. Pieces that do not join into
+    the recorded sha256 yet raise :class:`IncompleteData`.
     """
-    candidates = [arg, os.environ.get("SLC_CIFAR10"), ROOT.parent / "shared" / "data" / "cifar10", ROOT / "shared" / "data" / "cifar10", work / "data" / "cifar10"]
-    for c in candidates:
-        if not c:
-            continue
-        folder = Path(c)
-        if all((folder / f"cifar10-{s}.tar").is_file() for s in ("train", "test")):
-            return folder
-        if sorted(folder.glob("cifar10-*.tar.part-*")):
-            return _join_parts(folder, work / "data" / "cifar10")
+    joined = work / "data" / "cifar10"
+    if arg:  # only where the caller said
+        whole, pieces = [arg, joined], [arg]
+    else:
+        whole = [os.environ.get("SLC_CIFAR10"), ROOT.parent / "shared" / "data" / "cifar10", ROOT / "shared" / "data" / "cifar10", joined]
+        pieces = [ROOT / ".slc-work" / "data"]
+    for c in whole:
+        if c and all((Path(c) / f"cifar10-{s}.tar").is_file() for s in ("train", "test")):
+            return Path(c)
+    for c in pieces:
+        if Path(c).is_dir() and any(Path(c).rglob("cifar10-*.tar.part-*")):
+            return _join_parts(Path(c), joined)
     return None
 
 
 def _join_parts(folder: Path, out: Path) -> Path:
-    from sl_compiler.errors import DataError
-
+    """Join ``<name>.part-*`` pieces found below ``folder`` (in piece order) into ``out``, each checked against SHA256SUMS."""
     sums = {}
-    if (folder / "SHA256SUMS").is_file():
-        for line in (folder / "SHA256SUMS").read_text().splitlines():
+    for path in folder.rglob("SHA256SUMS"):
+        for line in path.read_text().splitlines():
             if line.strip():
                 digest, name = line.split(maxsplit=1)
                 sums[name.strip().lstrip("*")] = digest
     out.mkdir(parents=True, exist_ok=True)
     for split in ("train", "test"):
         name = f"cifar10-{split}.tar"
-        parts = sorted(folder.glob(f"{name}.part-*"))
-        if (out / name).is_file() or (not parts and (folder / name).is_file()):
-            if not (out / name).is_file():
-                (out / name).write_bytes((folder / name).read_bytes())
+        if (out / name).is_file():
             continue
+        if name not in sums:
+            raise IncompleteData(f"no SHA256SUMS entry for {name} below {folder}")
+        pieces = sorted(folder.rglob(f"{name}.part-*"), key=lambda p: p.name) or sorted(folder.rglob(name))
         h, tmp = hashlib.sha256(), out / f".{name}.tmp"
         with tmp.open("wb") as f:
-            for part in parts:
-                data = part.read_bytes()
+            for piece in pieces:
+                data = piece.read_bytes()
                 h.update(data)
                 f.write(data)
-        if name in sums and h.hexdigest() != sums[name]:
+        if h.hexdigest() != sums[name]:
             tmp.unlink()
-            raise DataError(f"{folder}/{name}.part-*: joined sha256 differs from SHA256SUMS", "copy all the parts again")
+            raise IncompleteData(f"the {len(pieces)} piece(s) of {name} below {folder} do not join into its SHA256SUMS digest (some not carried yet, or damaged)")
         tmp.replace(out / name)
     return out
 
@@ -421,10 +434,14 @@ def reproduction(cfg: dict, deadline: float, device, work: Path, data_root: str 
     r = cfg["repro"]
     root = None
     if not r["dataset"].startswith("synthetic"):
-        root = find_cifar10(data_root, work)
+        try:
+            root = find_cifar10(data_root, work)
+        except IncompleteData as exc:
+            skipped.append(f"cifar10_reproduction: {exc}")
+            return {"status": "waiting for data", "complete": False}
         if root is None:
-            skipped.append("cifar10_reproduction: no CIFAR-10 JPEG tars (pass --data-root, or carry cifar10-*.tar or their .part-* pieces)")
-            return {"status": "no data"}
+            skipped.append("cifar10_reproduction: no CIFAR-10 JPEG tars (pass --data-root, or carry cifar10-*.tar or their .part-* pieces under .slc-work/data)")
+            return {"status": "no data", "complete": False}
         root = str(root)
     store = ExpertStore(work / "experts")
     recipe = ExpertRecipe.from_toml(ROOT / r["expert_recipe"])
@@ -517,6 +534,13 @@ def code_key(mode: str, device) -> str:
     return h.hexdigest()[:16]
 
 
+def missing_modules() -> list[str]:
+    """The :data:`REQUIRED_MODULES` this Python cannot import (found without importing them)."""
+    import importlib.util
+
+    return [m for m in REQUIRED_MODULES if importlib.util.find_spec(m) is None]
+
+
 def _device_name(device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
 
@@ -585,6 +609,13 @@ def main(argv: list[str] | None = None) -> dict:
     if unknown:
         ap.error(f"unknown section(s) {', '.join(unknown)}; use {', '.join(SECTIONS)}")
     clock = Clock(args.budget or cfg["budget"])
+    missing = missing_modules()
+    if missing:
+        result = {"benchmark": "gpu_suite", "mode": mode, "environment": {**environment(device), "missing_modules": missing}, "sections": {}, "figures": [], "skipped": list(SECTIONS)}
+        result["error"] = f"this Python lacks {', '.join(missing)}, which slc imports; carry them as wheels (pip download --no-deps) and put them on PYTHONPATH"
+        _write_json(out_path, result)
+        print(f"gpu_suite: {result['error']}", file=sys.stderr)
+        raise SystemExit(3)
     key = code_key(mode, device)
     skipped: list[str] = []
     sections: dict[str, dict] = {}

@@ -313,25 +313,37 @@ def test_gpu_suite_refuses_a_cpu_without_tiny(capsys):
     assert exc.value.code == 2 and "--tiny" in capsys.readouterr().err
 
 
-def test_cifar10_parts_are_joined_and_checked(tmp_path):
+def test_gpu_suite_stops_at_once_when_slc_cannot_import(tmp_path, monkeypatch, capsys):
+    """The GPU image has no tomli_w: the suite says so in its JSON (and how to fix it) instead of failing every section."""
+    gpu_suite = script("gpu_suite")
+    monkeypatch.setattr(gpu_suite, "REQUIRED_MODULES", ("tomli_w", "no_such_module_for_slc"))
+    with pytest.raises(SystemExit) as exc:
+        gpu_suite.main(["--tiny", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "out.json")])
+    saved = json.loads((tmp_path / "out.json").read_text())
+    assert exc.value.code == 3 and saved["environment"]["missing_modules"] == ["no_such_module_for_slc"]
+    assert "wheels" in saved["error"] and "no_such_module_for_slc" in capsys.readouterr().err
+
+
+def test_cifar10_pieces_carried_over_two_calls_are_joined_and_checked(tmp_path):
     import hashlib
 
     gpu_suite = script("gpu_suite")
-    src = tmp_path / "parts"
-    src.mkdir()
     blobs = {"train": b"t" * 1000 + b"x", "test": b"y" * 10}
-    sums = []
-    for split, blob in blobs.items():
-        name = f"cifar10-{split}.tar"
-        for i in range(0, len(blob), 400):
-            (src / f"{name}.part-{i // 400:02d}").write_bytes(blob[i : i + 400])
-        sums.append(f"{hashlib.sha256(blob).hexdigest()}  {name}")
-    (src / "SHA256SUMS").write_text("\n".join(sums) + "\n")
-    found = gpu_suite.find_cifar10(str(src), tmp_path / "work")
+    first, second = tmp_path / "carry" / "a", tmp_path / "carry" / "b"
+    first.mkdir(parents=True)
+    second.mkdir()
+    (first / "SHA256SUMS").write_text("".join(f"{hashlib.sha256(b).hexdigest()}  cifar10-{s}.tar\n" for s, b in blobs.items()))
+    (first / "cifar10-test.tar").write_bytes(blobs["test"])  # small enough to travel whole
+    pieces = [blobs["train"][i : i + 400] for i in range(0, len(blobs["train"]), 400)]
+    (first / "cifar10-train.tar.part-00").write_bytes(pieces[0])
+    with pytest.raises(gpu_suite.IncompleteData, match="do not join"):  # the first call: one piece of three
+        gpu_suite.find_cifar10(str(tmp_path / "carry"), tmp_path / "work")
+    for i, piece in enumerate(pieces[1:], 1):
+        (second / f"cifar10-train.tar.part-{i:02d}").write_bytes(piece)
+    found = gpu_suite.find_cifar10(str(tmp_path / "carry"), tmp_path / "work")
     assert found == tmp_path / "work" / "data" / "cifar10"
     assert all((found / f"cifar10-{s}.tar").read_bytes() == b for s, b in blobs.items())
-    (src / "cifar10-train.tar.part-00").write_bytes(b"z" * 400)
-    from sl_compiler.errors import DataError
-
-    with pytest.raises(DataError, match="differs from SHA256SUMS"):
-        gpu_suite.find_cifar10(str(src), tmp_path / "work2")
+    assert gpu_suite.find_cifar10(str(tmp_path / "carry"), tmp_path / "work") == found  # later calls use the joined copy
+    (second / "cifar10-train.tar.part-01").write_bytes(b"z" * 400)
+    with pytest.raises(gpu_suite.IncompleteData):
+        gpu_suite.find_cifar10(str(tmp_path / "carry"), tmp_path / "work2")
