@@ -104,7 +104,19 @@ def student_loop(images: torch.Tensor, targets: torch.Tensor, num_classes: int, 
 
 @torch.no_grad()
 def teacher_loop(model: nn.Module, images: torch.Tensor, mean, std, batch: int, device: torch.device) -> tuple[float, torch.Tensor]:
-    """Seconds to run ``model`` in fp32 over uint8 CPU ``images`` batch by batch (moved, normalised, forward), and the logits."""
+    """Seconds to run ``model`` in fp32 over uint8 CPU ``images`` batch by batch (moved, normalised, forward), and the logits.
+
+    True fp32, as labels must be: TF32 convolutions and matmuls are off while it runs.
+    """
+    flags = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        return _teacher_loop(model, images, mean, std, batch, device)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
+
+
+def _teacher_loop(model, images, mean, std, batch, device):
     model = model.to(device).eval()
     m = torch.tensor(mean, device=device).view(1, -1, 1, 1)
     s = torch.tensor(std, device=device).view(1, -1, 1, 1)
