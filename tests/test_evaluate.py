@@ -585,6 +585,16 @@ def test_a_crafted_dataset_name_never_becomes_a_path(name, monkeypatch):
     assert protocol_mod.default_protocol(name).name == "default" and opened == []
 
 
+def test_a_name_pointing_at_a_real_file_outside_the_recipes_is_not_read(tmp_path):
+    import os
+
+    from sl_compiler.evaluate.protocol import RECIPES, default_protocol
+
+    (tmp_path / "evil.toml").write_text('model = "convnet_d3"\nepochs = 1\n')
+    for name in (os.path.relpath(tmp_path / "evil", RECIPES), str(tmp_path / "evil")):
+        assert default_protocol(name).name == "default"
+
+
 def test_known_dataset_names_pick_their_protocol():
     from sl_compiler.evaluate.protocol import default_protocol, protocol_key
 
