@@ -585,14 +585,20 @@ def test_a_crafted_dataset_name_never_becomes_a_path(name, monkeypatch):
     assert protocol_mod.default_protocol(name).name == "default" and opened == []
 
 
-def test_a_name_pointing_at_a_real_file_outside_the_recipes_is_not_read(tmp_path):
+def test_a_name_pointing_at_a_real_file_outside_the_recipes_is_not_read():
     import os
+    import tempfile
+    from pathlib import Path
 
     from sl_compiler.evaluate.protocol import RECIPES, default_protocol
 
-    (tmp_path / "evil.toml").write_text('model = "convnet_d3"\nepochs = 1\n')
-    for name in (os.path.relpath(tmp_path / "evil", RECIPES), str(tmp_path / "evil")):
-        assert default_protocol(name).name == "default"
+    # a folder name that survives dataset_key's normalisation (lowercase, no '-'), so the path is real
+    with tempfile.TemporaryDirectory(prefix="slc_evil_") as folder:
+        evil = Path(folder) / "evil"
+        evil.with_suffix(".toml").write_text('model = "convnet_d3"\nepochs = 1\n')
+        for name in (os.path.relpath(evil, RECIPES), str(evil)):
+            assert name == name.lower() and "-" not in name
+            assert default_protocol(name).name == "default"
 
 
 def test_known_dataset_names_pick_their_protocol():
