@@ -6,7 +6,7 @@ import json
 
 import click
 
-from cli.options import SEEDS, dataset_options, device_option, experts_option
+from cli.options import SEEDS, dataset_options, device_option, experts_option, skip_bad_option, workers_option
 from sl_compiler.errors import RecipeError
 
 
@@ -33,41 +33,45 @@ def _floats(value: str | None) -> tuple[float, ...] | None:
 
 @click.command("evaluate")
 @click.argument("artifacts", nargs=-1, required=True)
-@click.option("--protocol", "protocol_path", type=click.Path(path_type=str), help="Protocol TOML; the flags below override its values.  [default: recipes/eval/<dataset>.toml]")
+@click.option("--protocol", "protocol_path", type=str, help="A protocol in recipes/eval by name (e.g. imagenet-sre2l) or a TOML path.  [default: recipes/eval/<dataset>.toml, else built-in defaults]")
 @click.option("--model", help="Student architecture (slc's model registry).  [default: the protocol's]")
 @click.option("--epochs", type=int, help="Student epochs.  [default: the protocol's]")
 @click.option("--batch-size", type=int, help="Student batch size.  [default: the protocol's]")
-@click.option("--lr", type=float, help="Fixed learning rate.  [default: the protocol's lr or lr grid]")
+@click.option("--lr", type=float, help="Fixed learning rate.  [default: the protocol's]")
 @click.option("--lr-grid", help="Candidates, e.g. 0.01,0.03,0.1: chosen on a held-out slice of the training split.  [default: the protocol's]")
 @click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), help="Student optimizer.  [default: the protocol's]")
-@click.option("--augment", type=click.Choice(["dsa", "cutmix", "none"]), help="Student augmentation, on the device.  [default: the protocol's]")
+@click.option("--augment", help="Augmentation: dsa, cutmix, rrc+flip+cutmix, crop+flip (stages dsa, rrc, crop, flip, cutmix joined by +) or none.  [default: the protocol's]")
 @click.option("--seeds", type=SEEDS, help="Student seeds: 0-4 or 0,3,7.  [default: the protocol's]")
 @click.option("--regime", "regimes", help="Comma list of sl, slkd, hl.  [default: the protocol's]")
-@click.option("--teacher", help="Teacher reference for slkd and random-sl.  [default: the artifact's own]")
-@click.option("--loss", type=click.Choice(["ce", "kl"]), help="Soft cross-entropy or KL with --temperature.  [default: the protocol's]")
+@click.option("--teacher", help="Teacher reference for slkd and random-sl.  [default: the artifact's own; random-sl is skipped when it records none]")
+@click.option("--loss", type=click.Choice(["ce", "kl"]), help="Student loss.  [default: the protocol's]")
 @click.option("--temperature", type=float, help="KL temperature (--loss kl) and slkd target temperature.  [default: the protocol's]")
 @click.option("--baselines", help="random-hl,random-sl or none.  [default: the protocol's]")
-@click.option("--full-data-accuracy", type=float, help="Full-data hard-label accuracy (fraction) for DD-Ranking's HLR.  [default: none, no HLR]")
+@click.option("--full-data-accuracy", type=float, help="Full-data hard-label accuracy (fraction) for DD-Ranking's HLR.  [default: none, HLR not reported]")
 @dataset_options(required=False)
 @experts_option
 @click.option("--batched/--sequential", default=None, help="Train all students of a cell together or one at a time.  [default: batched on CUDA, sequential on the CPU]")
+@click.option("--compile/--no-compile", "compile_", default=False, show_default=True, help="Run the students' training loss through torch.compile (pays on a GPU; minutes of compilation on a CPU).")
+@workers_option
+@skip_bad_option
 @click.option("--out", type=click.Path(path_type=str), help="Write <out>.json and <out>.csv.  [default: print only]")
 @device_option
-def evaluate_cmd(artifacts, protocol_path, model, epochs, batch_size, lr, lr_grid, optimizer, augment, seeds, regimes, teacher, loss, temperature, baselines, full_data_accuracy, dataset, data_root, experts_dir, batched, out, device):
+def evaluate_cmd(artifacts, protocol_path, model, epochs, batch_size, lr, lr_grid, optimizer, augment, seeds, regimes, teacher, loss, temperature, baselines, full_data_accuracy, dataset, data_root, experts_dir, batched, compile_, workers, skip_bad, out, device):
     """Train students on each ARTIFACT and print one table: rows artifacts, columns regimes and baselines.
 
     \b
     Examples:
       slc evaluate artifacts/c10-ipc10 --epochs 300 --seeds 0-1 --out results/c10-ipc10
       slc evaluate A B --regime sl,hl --baselines none --protocol recipes/eval/cifar10.toml
+      slc evaluate hf://user/imagenet-ipc10@v1.0.0 --protocol imagenet-sre2l --workers 16
     """
-    from sl_compiler.artifact import load
-    from sl_compiler.evaluate import Protocol, default_protocol, evaluate, markdown_table
+    from sl_compiler.hub import open_artifact
+    from sl_compiler.evaluate import default_protocol, evaluate, load_protocol, markdown_table
 
     if lr is not None and lr_grid is not None:
         raise RecipeError("--lr and --lr-grid both given", "pass one of them")
-    arts = [load(a) for a in artifacts]
-    base = Protocol.from_toml(protocol_path) if protocol_path else default_protocol(dataset or arts[0].manifest["dataset"]["name"])
+    arts = [open_artifact(a) for a in artifacts]
+    base = load_protocol(protocol_path) if protocol_path else default_protocol(dataset or arts[0].manifest["dataset"]["name"])
     protocol = base.override(
         model=model,
         epochs=epochs,
@@ -83,7 +87,7 @@ def evaluate_cmd(artifacts, protocol_path, model, epochs, batch_size, lr, lr_gri
         baselines=_list(baselines, ("random-hl", "random-sl"), "--baselines"),
         full_data_accuracy=full_data_accuracy,
     )
-    result = evaluate(arts, protocol, dataset=dataset, data_root=data_root, experts=experts_dir, teacher=teacher, device=device, batched=batched, out=out)
+    result = evaluate(arts, protocol, dataset=dataset, data_root=data_root, experts=experts_dir, teacher=teacher, device=device, batched=batched, out=out, workers=workers, skip_bad=skip_bad, compile=compile_)
     click.echo(markdown_table(result))
     if out:
         click.echo(f"\nwrote {out}.json and {out}.csv", err=True)

@@ -26,10 +26,12 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise SlcError(f"device {spec!r} asked for but CUDA is not available", "use --device cpu or auto")
-        if device.index is not None and device.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            have = ", ".join(f"cuda:{i}" for i in range(count))
             raise SlcError(
-                f"device {spec!r} does not exist ({torch.cuda.device_count()} CUDA devices)",
-                "pick an index below the device count",
+                f"device {spec!r} does not exist: this machine has {count} CUDA device{'s' if count != 1 else ''} ({have})",
+                f"pass --device {'cuda' if count == 1 else f'cuda:0 to cuda:{count - 1}'} or auto",
             )
     elif device.type != "cpu":
         raise SlcError(f"unsupported device {spec!r}", "use auto, cpu, cuda or cuda:N")

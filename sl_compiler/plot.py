@@ -10,7 +10,9 @@ from pathlib import Path
 
 
 def accuracy_by_epoch(curves: dict[int, list[tuple[float, float, float]]], path: Path, title: str, references: dict[int, tuple[str, float]] | None = None) -> Path:
-    """Write a PNG with one curve per IPC; ``curves[ipc]`` holds (expert epoch, mean %, std %) points.
+    """Write a PNG with one curve per IPC; ``curves[ipc]`` holds (expert epoch, mean %, std % or None) points.
+
+    A std of None (one seed: no spread measured) draws no error bar.
 
     ``references[ipc] = (label, accuracy %)`` draws a dashed line in that IPC's colour, e.g. the
     hard-label baseline the soft labels must beat.
@@ -24,8 +26,9 @@ def accuracy_by_epoch(curves: dict[int, list[tuple[float, float, float]]], path:
     try:
         epochs = sorted({e for points in curves.values() for e, _, _ in points})
         for ipc in sorted(curves):
-            points = sorted(curves[ipc])
+            points = sorted(curves[ipc], key=lambda point: point[0])
             xs, means, stds = zip(*points)
+            stds = [0.0 if s is None else s for s in stds]
             line = ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=f"IPC {ipc}")
             if references and ipc in references:
                 label, value = references[ipc]

@@ -68,7 +68,7 @@ class Cell:
     artifact: str = ""
     content_hash: str = ""
     mean: float = float("nan")
-    std: float = float("nan")
+    std: float | None = float("nan")  # None: one evaluation seed, no spread measured
     accuracies: list[float] = field(default_factory=list)
     cached: bool = False
 
@@ -112,7 +112,7 @@ class SweepResult:
         return frontier
 
     def to_markdown(self) -> str:
-        """Accuracy (mean ± std over evaluation seeds) per expert epoch (rows) and IPC (columns)."""
+        """Accuracy (mean ± std over evaluation seeds; ± n/a for one seed) per expert epoch (rows) and IPC (columns)."""
         ipcs = sorted({c.ipc for c in self.cells})
         epochs = sorted({c.epoch for c in self.cells})
         grid = {(c.ipc, c.epoch): c for c in self.cells}
@@ -128,7 +128,7 @@ class SweepResult:
             row = []
             for ipc in ipcs:
                 cell = grid.get((ipc, epoch))
-                text = "" if cell is None else f"{cell.mean:.1f} ± {cell.std:.1f}"
+                text = "" if cell is None else f"{cell.mean:.1f} ± {'n/a' if cell.std is None else f'{cell.std:.1f}'}"
                 row.append(f"**{text}**" if cell is not None and best[ipc] is cell else text)
             lines.append(f"| {format_epoch(epoch)} | " + " | ".join(row) + " |")
         lines += ["", "Best expert epoch per IPC: " + ", ".join(f"IPC {i}: {format_epoch(best[i].epoch)} ({best[i].mean:.1f} %)" for i in ipcs)]
@@ -317,9 +317,9 @@ def evaluate_accuracies(artifact, protocol: Protocol, device: str, data_root: st
     return [100.0 * a for a in result["artifacts"][0]["cells"][protocol.regimes[0]]["accuracy"]]
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and (population) standard deviation, as the evaluation tables report them."""
-    return statistics.fmean(values), (statistics.pstdev(values) if len(values) > 1 else 0.0)
+def mean_std(values: list[float]) -> tuple[float, float | None]:
+    """Mean and (population) standard deviation, as the evaluation tables report them; the std of one value is None (n/a)."""
+    return statistics.fmean(values), (statistics.pstdev(values) if len(values) > 1 else None)
 
 
 def _run_cell(cell: Cell, spec: SweepSpec, protocol: Protocol, out: Path) -> None:

@@ -246,3 +246,104 @@ def test_jpeg_cost_without_the_cifar_copy_asks_for_a_quality(tmp_path, monkeypat
     argv = ["--dataset", TINY, "--epochs", "1", "--seeds", "1", "--out", str(tmp_path / "w"), "--results", str(tmp_path / "r"), "--device", "cpu"]
     assert jpeg_cost.main(argv) == 2
     assert "pass --quality Q" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+# ---- the GPU suite and the bare loops ------------------------------------------------------------
+
+
+def _imports(path: Path) -> set[str]:
+    import ast
+
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            names.add(node.module or "")
+    return names
+
+
+def test_bare_loops_use_no_slc_code():
+    """The loops slc is measured against are written without slc (issue 10: bare loops must not call slc's code)."""
+    assert not any(n.startswith("sl_compiler") for n in _imports(BENCHMARKS / "_bare.py"))
+    for name in ("eval_throughput", "gpu_suite"):
+        source = (BENCHMARKS / f"{name}.py").read_text()
+        assert "_bare.student_loop(" in source, f"{name} measures against its own bare loop"
+        # slc's augmentation, models and labeller are never imported into the bare side
+        assert "from sl_compiler.augment" not in source and "init_student(model_name" not in source
+    assert "_bare.teacher_loop(" in (BENCHMARKS / "gpu_suite.py").read_text()
+
+
+def test_gpu_suite_tiny_runs_every_section_and_resumes(tmp_path):
+    """gpu_suite.py --tiny: the GPU suite's code on the CPU (cuda tests skip), its JSON's shape, and a second call reusing the first."""
+    gpu_suite = script("gpu_suite")
+    work, out = tmp_path / "work", tmp_path / "gpu_suite.json"
+    result = gpu_suite.main(["--tiny", "--budget", "75", "--work", str(work), "--out", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    assert result["mode"] == "tiny" and result["environment"]["device"] == "cpu" and result["wall_s"] <= 90
+    sections = result["sections"]
+    assert list(sections) == list(gpu_suite.SECTIONS)
+    assert all(s["status"] in ("done", "partial") for s in sections.values()), {n: s.get("error") for n, s in sections.items()}
+    tests = sections["cuda_tests"]["result"]
+    assert tests["ok"] and tests["tests"] == tests["skipped"] > 0  # collected, and all skipped without CUDA
+    rows = sections["students_per_hour"]["result"]["rows"]
+    assert [r["ipc"] for r in rows] == [1, 2] and all(r["batched_students_per_hour"] > 0 and r["sequential_students_per_hour"] > 0 for r in rows)
+    bare = sections["student_vs_bare"]["result"]
+    assert bare["ratio"] > 0 and bare["settings"]["bare_loop"].startswith("benchmarks/_bare.py")
+    label = sections["labelling"]["result"]["rows"][0]
+    assert label["max_abs_logit_difference"] <= 1e-4 * max(1.0, label["max_abs_logit"])  # slc labels in fp32, like the bare forward
+    repro = sections["cifar10_reproduction"]["result"]
+    assert repro["complete"] and {c["ipc"] for c in repro["cells"]} == {1, 2} and set(repro["best"]) == {"1", "2"}
+    assert all(len(c["accuracy"]) == 2 and 0 <= c["mean"] <= 100 for c in repro["cells"])
+    names = [f["name"] for f in result["figures"]]
+    assert any("batched / one at a time" in n for n in names) and any("slc / bare loop" in n for n in names)
+    assert all({"name", "value", "unit", "target"} <= set(f) for f in result["figures"])
+    again = gpu_suite.main(["--tiny", "--budget", "30", "--work", str(work), "--out", str(out), "--only", "labelling,cifar10_reproduction"])
+    assert again["sections"]["labelling"]["cached"] and set(again["sections"]) == {"labelling", "cifar10_reproduction"}
+    assert all(c["cached"] for c in again["sections"]["cifar10_reproduction"]["result"]["cells"])  # students not retrained
+
+
+def test_gpu_suite_refuses_a_cpu_without_tiny(capsys):
+    gpu_suite = script("gpu_suite")
+    if gpu_suite.torch.cuda.is_available():
+        pytest.skip("a GPU is here")
+    with pytest.raises(SystemExit) as exc:
+        gpu_suite.main([])
+    assert exc.value.code == 2 and "--tiny" in capsys.readouterr().err
+
+
+def test_gpu_suite_stops_at_once_when_slc_cannot_import(tmp_path, monkeypatch, capsys):
+    """The GPU image has no tomli_w: the suite says so in its JSON (and how to fix it) instead of failing every section."""
+    gpu_suite = script("gpu_suite")
+    monkeypatch.setattr(gpu_suite, "REQUIRED_MODULES", ("tomli_w", "no_such_module_for_slc"))
+    with pytest.raises(SystemExit) as exc:
+        gpu_suite.main(["--tiny", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "out.json")])
+    saved = json.loads((tmp_path / "out.json").read_text())
+    assert exc.value.code == 3 and saved["environment"]["missing_modules"] == ["no_such_module_for_slc"]
+    assert "wheels" in saved["error"] and "no_such_module_for_slc" in capsys.readouterr().err
+
+
+def test_cifar10_pieces_carried_over_two_calls_are_joined_and_checked(tmp_path):
+    import hashlib
+
+    gpu_suite = script("gpu_suite")
+    blobs = {"train": b"t" * 1000 + b"x", "test": b"y" * 10}
+    first, second = tmp_path / "carry" / "a", tmp_path / "carry" / "b"
+    first.mkdir(parents=True)
+    second.mkdir()
+    (first / "SHA256SUMS").write_text("".join(f"{hashlib.sha256(b).hexdigest()}  cifar10-{s}.tar\n" for s, b in blobs.items()))
+    (first / "cifar10-test.tar").write_bytes(blobs["test"])  # small enough to travel whole
+    pieces = [blobs["train"][i : i + 400] for i in range(0, len(blobs["train"]), 400)]
+    (first / "cifar10-train.tar.part-00").write_bytes(pieces[0])
+    with pytest.raises(gpu_suite.IncompleteData, match="do not join"):  # the first call: one piece of three
+        gpu_suite.find_cifar10(str(tmp_path / "carry"), tmp_path / "work")
+    for i, piece in enumerate(pieces[1:], 1):
+        (second / f"cifar10-train.tar.part-{i:02d}").write_bytes(piece)
+    found = gpu_suite.find_cifar10(str(tmp_path / "carry"), tmp_path / "work")
+    assert found == tmp_path / "work" / "data" / "cifar10"
+    assert all((found / f"cifar10-{s}.tar").read_bytes() == b for s, b in blobs.items())
+    assert gpu_suite.find_cifar10(str(tmp_path / "carry"), tmp_path / "work") == found  # later calls use the joined copy
+    (second / "cifar10-train.tar.part-01").write_bytes(b"z" * 400)
+    with pytest.raises(gpu_suite.IncompleteData):
+        gpu_suite.find_cifar10(str(tmp_path / "carry"), tmp_path / "work2")

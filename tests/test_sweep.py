@@ -74,6 +74,17 @@ def test_markdown_marks_the_best_and_lists_frontier():
     assert "Pareto frontier (IPC, accuracy): (1, 25.0 %), (10, 30.0 %)" in text
 
 
+def test_one_evaluation_seed_shows_no_spread(tmp_path):
+    from sl_compiler.sweep import mean_std
+
+    assert mean_std([40.0]) == (40.0, None) and mean_std([40.0, 42.0]) == (41.0, 1.0)
+    r = result([cell(1, 0.5, 20.0, std=None), cell(1, 1.0, 25.0, std=None)])
+    text = r.to_markdown()
+    assert "| 0.5 | 20.0 ± n/a |" in text and "± 0.0" not in text
+    assert r.to_json()["cells"][0]["std"] is None
+    assert r.write(tmp_path)["plot"].stat().st_size > 0  # a point without a spread draws without an error bar
+
+
 @pytest.mark.parametrize(
     "changes, words",
     [

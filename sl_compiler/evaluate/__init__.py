@@ -4,18 +4,22 @@
 ``markdown_table``, ``write_results`` and ``report`` turn results into tables and files.
 """
 
-from .protocol import Protocol, available, default_protocol
+from .data import EvalSet, eval_set
+from .protocol import Protocol, available, default_protocol, load_protocol
 from .run import evaluate
 from .tables import load_results, markdown_table, report, report_markdown, write_results
-from .trainer import EvalSet, evaluate_students, select_lr, train_students
+from .trainer import StudentTrainer, evaluate_students, select_lr, train_students
 
 __all__ = [
     "EvalSet",
     "Protocol",
+    "StudentTrainer",
     "available",
     "default_protocol",
+    "eval_set",
     "evaluate",
     "evaluate_students",
+    "load_protocol",
     "load_results",
     "markdown_table",
     "report",

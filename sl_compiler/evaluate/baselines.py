@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import torch
 
-from ..artifact import dense_from_topk
 from ..data import ImageSet
 from ..errors import EvaluateError, RecipeError
 from ..seeding import derive_seed
 from ..select import random_per_class
+
+LOGIT_BYTES = 256 << 20  # float32 teacher logits labelled at once for random-sl
 
 
 def _pick(train: ImageSet, ipc: int, seed: int, exclude: torch.Tensor | None) -> torch.Tensor:
@@ -41,14 +42,38 @@ def random_images(train: ImageSet, ipc: int, seed: int, exclude: torch.Tensor | 
     return _pick(train, ipc, derive_seed(seed, "random-baseline"), exclude)
 
 
-def teacher_labels(teachers, pixels: torch.Tensor, views: dict | None, mean, std, device, schema: dict) -> torch.Tensor:
-    """float32 (N, V, C) labels of ``teachers`` for ``pixels`` (or their ``views``), made and stored as the artifact's ``schema`` says."""
+def teacher_labels(teachers, pixels: torch.Tensor, views: dict | None, mean, std, device, schema: dict, num_classes: int) -> dict[str, torch.Tensor]:
+    """Labels of ``teachers`` for ``pixels`` (or their ``views``) in the artifact's stored form: fp16 ``probs`` (N, V, C) or top-k.
+
+    Made as compile makes them (``schema``: temperature, k), a chunk of samples at a time so that
+    the float32 logits in flight stay under :data:`LOGIT_BYTES` (IPC 50 x 300 views x 1000
+    classes would be 60 GB at once).
+    """
     from ..label import AugmentedViews, soft_labels, teacher_logits
 
-    logits = teacher_logits(teachers, pixels if views is None else AugmentedViews(pixels, views), mean, std, device)
-    labels = soft_labels(logits, schema.get("temperature") or 1.0, schema.get("k"))
-    if "probs" in labels:
-        probs = labels["probs"].half().float()  # the artifact stores fp16
-    else:
-        probs = dense_from_topk(labels["topk_values"].half(), labels["topk_indices"], logits.shape[1], schema.get("fill") or "uniform")
-    return probs.view(len(pixels), -1, probs.shape[-1])
+    v = 1 if views is None else next(iter(views.values())).shape[1]
+    source = pixels if views is None else AugmentedViews(pixels, views)
+    per_chunk = max(1, LOGIT_BYTES // (v * num_classes * 4)) * v
+    temperature, k = schema.get("temperature") or 1.0, schema.get("k")
+    parts: dict[str, list[torch.Tensor]] = {}
+    for start in range(0, len(source), per_chunk):
+        logits = teacher_logits(teachers, _Span(source, start, min(start + per_chunk, len(source))), mean, std, device)
+        for name, t in soft_labels(logits, temperature, k).items():
+            t = t.half() if t.is_floating_point() else t.to(torch.int16 if num_classes <= 32767 else torch.int32)
+            parts.setdefault(name, []).append(t.view(-1, v, t.shape[-1]))
+    return {name: torch.cat(ts) for name, ts in parts.items()}
+
+
+
+class _Span:
+    """Items ``start:stop`` of a sliceable batch source (a tensor or ``AugmentedViews``), re-indexed from 0."""
+
+    def __init__(self, source, start: int, stop: int):
+        self.source, self.start, self.stop = source, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, span: slice):
+        a = self.start + (span.start or 0)
+        return self.source[slice(a, min(self.start + span.stop, self.stop))]

@@ -18,10 +18,10 @@ import torch
 
 
 def difference(a: dict, b: dict) -> dict:
-    """mean and std of a - b, per seed when the seeds match, else of the means (std None)."""
+    """mean and std of a - b, per seed when the seeds match, else of the means (std None; also None for one seed)."""
     if a["seeds"] == b["seeds"]:
         d = torch.tensor(a["accuracy"], dtype=torch.float64) - torch.tensor(b["accuracy"], dtype=torch.float64)
-        return {"mean": float(d.mean()), "std": float(d.std(unbiased=False)), "paired": True}
+        return {"mean": float(d.mean()), "std": float(d.std(unbiased=False)) if len(d) > 1 else None, "paired": True}
     return {"mean": a["mean"] - b["mean"], "std": None, "paired": False}
 
 

@@ -1,24 +1,30 @@
 """Evaluation protocols: everything that decides a student's accuracy, in one recorded object.
 
-A protocol comes from ``recipes/eval/<dataset>.toml`` (or any TOML given), then CLI overrides.
-The learning rate is fixed (``lr``) or chosen from ``lr_grid`` on a held-out slice of the
-training split, never on the test set.
+A protocol comes from ``recipes/eval/<dataset>.toml`` (or a named protocol there, or any TOML
+given), then CLI overrides. The learning rate is fixed (``lr``) or chosen from ``lr_grid`` on a
+held-out slice of the training split, never on the test set.
+
+The default protocol of an artifact is chosen by the dataset name its manifest records, a value
+from a file anyone may have written: it only ever selects a file when it maps to a known
+dataset key (``[a-z0-9_]+``) that has a protocol in recipes/eval; anything else (``../x``, an
+absolute path, odd characters) gets the built-in defaults and never becomes a path.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
+from ..augment.pipeline import parse as parse_augment
 from ..data import dataset_key
-from ..errors import RecipeError
+from ..errors import RecipeError, SlcError
 from ..resources import recipes_dir
 from ..tomlfile import read_toml
 
 RECIPES = recipes_dir("eval")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "cosine", "constant")
-AUGMENTS = ("dsa", "cutmix", "none")
 LOSSES = ("ce", "kl")
 REGIMES = ("sl", "slkd", "hl")
 BASELINES = ("random-hl", "random-sl")
@@ -36,7 +42,8 @@ class Protocol:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     schedule: str = "step"  # step: x0.1 at half the epochs (DC/DSA/MTT); cosine; constant
-    augment: str = "dsa"
+    augment: str = "dsa"  # a pipeline of dsa, rrc, crop, flip, cutmix joined by + (sl_compiler.augment.pipeline), or none
+    augment_views: bool = True  # also augment replayed stored views (false: train on exactly the labelled views)
     dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
     dsa_mode: str = "single"
     loss: str = "ce"
@@ -54,7 +61,6 @@ class Protocol:
         checks = [
             (self.optimizer in OPTIMIZERS, f"optimizer {self.optimizer!r}", f"use one of {', '.join(OPTIMIZERS)}"),
             (self.schedule in SCHEDULES, f"schedule {self.schedule!r}", f"use one of {', '.join(SCHEDULES)}"),
-            (self.augment in AUGMENTS, f"augment {self.augment!r}", f"use one of {', '.join(AUGMENTS)}"),
             (self.loss in LOSSES, f"loss {self.loss!r}", f"use one of {', '.join(LOSSES)}"),
             (set(self.regimes) <= set(REGIMES) and self.regimes, f"regimes {','.join(self.regimes)!r}", f"use some of {', '.join(REGIMES)}"),
             (set(self.baselines) <= set(BASELINES), f"baselines {','.join(self.baselines)!r}", f"use some of {', '.join(BASELINES)} or none"),
@@ -67,6 +73,10 @@ class Protocol:
         for ok, problem, fix in checks:
             if not ok:
                 raise RecipeError(f"bad evaluation protocol: {problem}", fix)
+        try:
+            parse_augment(self.augment)
+        except RecipeError as exc:
+            raise RecipeError(f"bad evaluation protocol: {exc.problem}", exc.fix) from None
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "Protocol":
@@ -98,11 +108,38 @@ class Protocol:
 
 
 def available() -> list[str]:
+    """The named protocols in recipes/eval (per dataset, e.g. ``cifar10``, and others, e.g. ``imagenet-sre2l``)."""
     return sorted(p.stem for p in RECIPES.glob("*.toml"))
 
 
+def load_protocol(spec: str | Path) -> Protocol:
+    """A protocol by name (``imagenet-sre2l``: recipes/eval/imagenet-sre2l.toml) or by TOML path."""
+    if isinstance(spec, str) and spec in available():
+        return Protocol.from_toml(RECIPES / f"{spec}.toml")
+    return Protocol.from_toml(spec)
+
+
+KEY_RE = re.compile(r"[a-z0-9_]+")
+
+
+def protocol_key(dataset: str) -> str | None:
+    """The registry key of a dataset name (``CIFAR-10`` -> ``cifar10``, ``synthetic:...`` -> ``synthetic``), or None.
+
+    None for anything that is not a known dataset: this is the only way a manifest's dataset
+    name reaches a file name.
+    """
+    from ..data import known_datasets
+
+    try:
+        key = dataset_key(str(dataset)).split(":")[0]
+    except (SlcError, ValueError, TypeError):
+        return None
+    return key if KEY_RE.fullmatch(key) and key in known_datasets() else None
+
+
 def default_protocol(dataset: str) -> Protocol:
-    """``recipes/eval/<dataset key>.toml`` (synthetic sets share ``synthetic.toml``), else the defaults."""
-    key = dataset_key(dataset).split(":")[0]
-    path = RECIPES / f"{key}.toml"
-    return Protocol.from_toml(path) if path.exists() else Protocol(name="default")
+    """``recipes/eval/<dataset key>.toml`` (synthetic sets share ``synthetic.toml``), else the built-in defaults."""
+    key = protocol_key(dataset)
+    if key is not None and key in available():
+        return Protocol.from_toml(RECIPES / f"{key}.toml")
+    return Protocol(name="default")

@@ -1,13 +1,16 @@
 """What a student learns from, per regime: stored labels (sl), a teacher in the loop (slkd), hard labels (hl).
 
-A :class:`TrainingSet` lives on the device: uint8 images normalised once, and per-sample
-probability targets. ``batch(idx, g)`` gives the inputs and targets of one step; in ``slkd`` the
-targets are left to the teacher, which labels the batch after augmentation.
+A :class:`TrainingSet` keeps a distilled set as stored: uint8 images and labels in their stored
+form (fp16 probabilities ``(N, V, C)``, or top-k values and indices), on the device when they fit
+(:class:`~.data.Stored`). ``batch(idx, view)`` gathers one step's rows for K students at once and
+only then normalises the images and densifies the labels: IPC 50 x 300 views x 1000 classes is
+never a float32 tensor.
 
-Per-view labels (an artifact with V > 1 views): each step picks one stored view per image,
-replays it with ``label.views.replay`` and uses that view's label, no teacher needed. The
-protocol's augmentation still applies on top of the replayed view (``--augment none`` trains on
-exactly the views the teacher labelled).
+Per-view labels (V > 1 views, with their recorded parameters): each student sees one stored view
+per image per step (chosen by the trainer from its own seed), replayed with
+``label.views.replay`` exactly as the teacher labelled it, with that view's label; no teacher is
+needed. The protocol's augmentation then applies on top, or not (``augment_views = false``:
+train on exactly the labelled views, as SRe2L/FKD replay them).
 """
 
 from __future__ import annotations
@@ -17,21 +20,53 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..artifact import dense_from_topk
 from ..data import normalize
 from ..device import autocast
+from .data import Stored
+
+
+class StoredLabels:
+    """Labels as stored: ``{"probs": (N, V, C)}`` or ``{"topk_values", "topk_indices": (N, V, k)}``, densified per batch."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor], num_classes: int, device: torch.device, fill: str = "uniform", on_device: bool | None = None):
+        self.kind = "probs" if "probs" in tensors else "topk"
+        names = ("probs",) if self.kind == "probs" else ("topk_values", "topk_indices")
+        self.stores = {n: Stored(tensors[n], device, on_device) for n in names}
+        self.num_classes, self.fill = num_classes, fill
+
+    @property
+    def views(self) -> int:
+        return next(iter(self.stores.values())).shape[1]
+
+    @property
+    def on_device(self) -> bool:
+        return all(s.on_device for s in self.stores.values())
+
+    @property
+    def nbytes(self) -> int:
+        return sum(s.tensor.nbytes for s in self.stores.values())
+
+    def take(self, idx: torch.Tensor, view, host: tuple | None = None) -> torch.Tensor:
+        """float32 (M, C) labels of samples ``idx`` at ``view`` (a tensor of view indices, or 0)."""
+        if self.kind == "probs":
+            return self.stores["probs"].take(idx, view, host=host).float()
+        values = self.stores["topk_values"].take(idx, view, host=host)
+        indices = self.stores["topk_indices"].take(idx, view, host=host)
+        return dense_from_topk(values, indices, self.num_classes, self.fill)
 
 
 @dataclass
 class TrainingSet:
-    images: torch.Tensor  # normalised float (N, C, H, W) on the device
-    targets: torch.Tensor  # int64 (N,)
+    pixels: Stored  # uint8 (N, C, H, W)
+    targets: torch.Tensor  # int64 (N,) on the device
     num_classes: int
     regime: str
-    labels: torch.Tensor | None = None  # float32 (N, V, C) stored probabilities (sl)
-    views: dict[str, torch.Tensor] | None = None  # recorded view parameters (V views per sample)
-    pixels: torch.Tensor | None = None  # uint8 (N, C, H, W), kept only to replay views
-    mean: tuple[float, ...] = ()
-    std: tuple[float, ...] = ()
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    labels: StoredLabels | None = None  # sl
+    views: dict[str, torch.Tensor] | None = None  # recorded view parameters (N, V, ...), per-view sl only
+    host_views: dict[str, torch.Tensor] | None = None  # the same on the CPU, when the images live there
     teacher: torch.nn.Module | None = None  # slkd
     temperature: float = 1.0  # softmax temperature of the teacher's targets (slkd)
 
@@ -40,27 +75,65 @@ class TrainingSet:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(self.images.shape[1:])
+        return tuple(self.pixels.shape[1:])
 
-    def batch(self, idx: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Inputs (B, C, H, W) and probability targets (B, K) of the samples ``idx``; targets None for slkd."""
+    @property
+    def num_views(self) -> int:
+        """Stored views a student chooses from per image (1 unless per-view labels are replayed)."""
+        return self.labels.views if self.views is not None else 1
+
+    @property
+    def replays_views(self) -> bool:
+        return self.views is not None
+
+    @property
+    def needs_host(self) -> bool:
+        """Whether a store lives on the host, so that batches need their indices on the CPU too."""
+        return not self.pixels.on_device or (self.labels is not None and not self.labels.on_device)
+
+    def batch(self, idx: torch.Tensor, view: torch.Tensor | None = None, host: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Normalised inputs (M, C, H, W) and probability targets (M, classes) for samples ``idx`` (any shape, M entries).
+
+        ``view`` (same shape) picks each sample's stored view (per-view sets); ``host`` holds
+        (idx, view) on the CPU when :attr:`needs_host`. Targets are None in ``slkd``.
+        """
+        flat = idx.reshape(-1)
+        v = None if view is None else view.reshape(-1)
+        h_idx = h_view = None
+        if host is not None:
+            h_idx = host[0].reshape(-1)
+            h_view = None if host[1] is None else host[1].reshape(-1)
+        if self.views is not None:
+            return normalize(self._replay(flat, v, h_idx, h_view), self.mean, self.std), self.labels.take(flat, v, host=(h_idx, h_view))
+        x = normalize(self.pixels.take(flat, host=(h_idx,)), self.mean, self.std)
         if self.regime == "hl":
-            return self.images[idx], F.one_hot(self.targets[idx], self.num_classes).float()
+            return x, F.one_hot(self.targets[flat], self.num_classes).float()
         if self.regime == "slkd":
-            return self.images[idx], None
-        if self.labels.shape[1] == 1:
-            return self.images[idx], self.labels[idx, 0]
-        # per-view labels: one stored view per image, replayed exactly as the teacher saw it
+            return x, None
+        return x, self.labels.take(flat, 0, host=(h_idx, 0))
+
+    def _replay(self, flat, view, h_idx, h_view) -> torch.Tensor:
+        """The stored views (uint8) of samples ``flat`` at ``view``, exactly as the teacher saw them."""
         from ..label.views import gather, replay
 
-        view = torch.randint(self.labels.shape[1], (len(idx),), generator=g, device=idx.device)
-        params = gather(self.views, idx, view)
-        x = replay(self.pixels, idx, params)
-        return normalize(x, self.mean, self.std), self.labels[idx, view]
+        params = gather(self.views, flat, view)
+        base = self.pixels.take(flat, host=(h_idx,))
+        m = len(flat)
+        local = torch.arange(m, device=flat.device)
+        if "partner" not in params:
+            return replay(base, local, params)
+        partner = params["partner"].long()
+        h_partner = None if h_idx is None else gather(self.host_views, h_idx, h_view)["partner"].long()
+        both = torch.cat([base, self.pixels.take(partner, host=(h_partner,))])
+        return replay(both, local, params, partner_index=local + m)
 
     @torch.no_grad()
     def teacher_targets(self, x: torch.Tensor) -> torch.Tensor:
-        """The teacher's probabilities (at ``temperature``) for augmented inputs (..., C, H, W)."""
+        """The teacher's probabilities (at ``temperature``) for augmented inputs (..., C, H, W).
+
+        The teacher runs under the students' autocast (bf16 on CUDA): its targets are a training
+        signal, never stored.
+        """
         with autocast(x.device):
             logits = self.teacher(x.flatten(0, -4)).float()
         return F.softmax(logits / self.temperature, dim=-1).view(*x.shape[:-3], -1)
@@ -74,23 +147,36 @@ def training_set(
     mean,
     std,
     device: torch.device,
-    labels: torch.Tensor | None = None,
+    labels: dict[str, torch.Tensor] | torch.Tensor | None = None,
     views: dict[str, torch.Tensor] | None = None,
     teacher: torch.nn.Module | None = None,
     temperature: float = 1.0,
+    fill: str = "uniform",
+    on_device: bool | None = None,
 ) -> TrainingSet:
-    """Move a set to ``device`` once: images normalised, labels float32, views kept for replay."""
-    per_view = regime == "sl" and labels is not None and labels.shape[1] > 1
+    """A set for ``regime``: uint8 ``pixels`` and stored ``labels`` (a dict as the artifact stores them, or a (N, V, C) tensor).
+
+    ``on_device`` forces where the stores live (None: on the device when they fit).
+    """
+    device = torch.device(device)
+    store = None
+    if regime == "sl":
+        tensors = {"probs": labels} if isinstance(labels, torch.Tensor) else labels
+        if not tensors:  # a hard-label set in regime sl: its one-hot labels
+            tensors = {"probs": F.one_hot(torch.as_tensor(targets), num_classes).to(torch.float16).unsqueeze(1)}
+        store = StoredLabels(tensors, num_classes, device, fill, on_device)
+    per_view = store is not None and store.views > 1 and views is not None
+    images = Stored(pixels, device, on_device)
     return TrainingSet(
-        images=normalize(pixels.to(device), mean, std),
-        targets=targets.to(device),
+        pixels=images,
+        targets=torch.as_tensor(targets).to(device),
         num_classes=num_classes,
         regime=regime,
-        labels=labels.float().to(device) if regime == "sl" else None,
-        views={k: v.to(device) for k, v in views.items()} if per_view else None,
-        pixels=pixels.to(device) if per_view else None,
         mean=tuple(mean),
         std=tuple(std),
+        labels=store,
+        views={k: v.to(device) for k, v in views.items()} if per_view else None,
+        host_views={k: v.cpu() for k, v in views.items()} if per_view and not images.on_device else None,
         teacher=teacher,
         temperature=temperature,
     )

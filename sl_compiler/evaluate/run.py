@@ -1,32 +1,46 @@
 """``evaluate(artifacts, protocol)``: every regime and baseline of every artifact, as one result.
 
-The test split comes from the artifact's dataset (synthetic sets rebuild from their spec; others
-need ``data_root``) and must have the artifact's classes and image shape. The training split is
-loaded only when needed: for the held-out lr-selection slice and the random baselines.
+Two phases. :func:`plan_artifact` checks everything that can fail before the first student
+trains: the device, the output path, the student model for these images, each artifact's test
+split (found through its manifest, or ``dataset``/``data_root``, decoded with the artifact's
+preprocess, with the artifact's classes and shape), the teachers a regime or baseline needs, the
+held-out slice and the baselines' images. A baseline that cannot run for an artifact (it records
+no teacher, or has unequal class counts) is skipped, and the result says why and how to add it.
+Then every planned cell trains and is tested.
+
+Images stay uint8 until the batch and labels in their stored form (:mod:`.data`,
+:mod:`.regimes`); file-backed splits are read through the streaming loader.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from .. import __version__
-from ..artifact import Artifact, load
+from ..artifact import Artifact
 from ..artifact.format import key_width, sample_key
-from ..data import ImageSet, dataset_key, load_dataset, normalize
-from ..device import describe, resolve_device
-from ..errors import EvaluateError
+from ..data import ImageSet, dataset_key, load_dataset
+from ..device import describe, prepare_model, resolve_device
+from ..errors import EvaluateError, ModelError
 from ..experts import default_store, resolve
+from ..models import create_model
 from .baselines import holdout_indices, random_images, teacher_labels
+from .data import EvalSet, eval_set
 from .metrics import row_metrics
 from .protocol import Protocol
 from .regimes import training_set
 from .tables import write_results
-from .trainer import EvalSet, evaluate_students
+from .trainer import evaluate_students
+
+# loaders that decode files and take the artifact's decode options (resolution, resize, lazy loading)
+DECODING = ("cifar10", "cifar100", "tinyimagenet", "imagenet")
 
 
 class Ensemble(torch.nn.Module):
@@ -40,21 +54,47 @@ class Ensemble(torch.nn.Module):
         return torch.stack([m(x).float() for m in self.members]).mean(0)
 
 
+def preprocess(art: Artifact) -> dict:
+    """The artifact's input transform: its manifest's ``dataset.preprocess``, else built from resolution, mean and std."""
+    ds = art.manifest["dataset"]
+    recorded = ds.get("preprocess")
+    if isinstance(recorded, dict):
+        return dict(recorded)
+    return {"resize": None, "crop": list(ds["resolution"]), "mean": list(ds["mean"]), "std": list(ds["std"])}
+
+
+def decode_options(name: str, pre: dict) -> dict:
+    """Loader options that decode a split as the artifact was decoded: lazily, cropped (and resized) like its images."""
+    kind = name.split(":")[0].strip().lower()
+    if kind not in ("imagefolder", "wds") and dataset_key(name) not in DECODING:
+        return {}
+    options: dict = {"in_memory": False}
+    crop = pre.get("crop")
+    if isinstance(crop, (list, tuple)) and len(crop) == 2 and crop[0] == crop[1]:
+        options["resolution"] = int(crop[0])
+    if pre.get("resize"):
+        options["resize"] = int(pre["resize"])
+    return options
+
+
 class _Context:
     """Datasets, teachers and baselines shared by the artifacts of one run (each loaded once)."""
 
-    def __init__(self, protocol: Protocol, dataset, data_root, experts, teacher, device, batched):
+    def __init__(self, protocol: Protocol, dataset, data_root, experts, teacher, device, batched, workers, skip_bad, compile):
         self.protocol, self.dataset, self.data_root, self.teacher_ref = protocol, dataset, data_root, teacher
         self.store = default_store(experts)
-        self.device, self.batched = device, batched
-        self._splits: dict[tuple[str, str], ImageSet] = {}
+        self.device, self.batched, self.workers, self.skip_bad, self.compile = device, batched, workers, skip_bad, compile
+        self._splits: dict[tuple, ImageSet] = {}
         self._baselines: dict[tuple, tuple[dict, dict]] = {}
+        self._tests: dict[tuple, EvalSet] = {}
 
     def split(self, art: Artifact, split: str) -> ImageSet:
         name = self.dataset or art.manifest["dataset"]["name"]
-        if (name, split) not in self._splits:
-            self._splits[(name, split)] = load_dataset(name, self.data_root, split)
-        data = self._splits[(name, split)]
+        options = decode_options(name, preprocess(art))
+        key = (name, split, tuple(sorted(options.items())))
+        if key not in self._splits:
+            self._splits[key] = load_dataset(name, self.data_root, split, **options)
+        data = self._splits[key]
         if list(data.classes) != list(art.classes):
             raise EvaluateError(
                 f"artifact {art.name} has classes {_short(art.classes)} but the {split} split of {name} has {_short(data.classes)}",
@@ -64,9 +104,12 @@ class _Context:
             raise EvaluateError(f"artifact {art.name} holds {art.shape} images but {name} {split} has {data.shape}", "evaluate it on the dataset it was built from")
         return data
 
-    def teachers(self, art: Artifact, why: str):
+    def teachers(self, art: Artifact, why: str, required: bool = True):
+        """(reference, teachers) for ``art``: ``--teacher``, else the artifact's own; (None, None) if neither and not ``required``."""
         ref = self.teacher_ref or "+".join(t["reference"] for t in art.manifest.get("teachers", []) if "reference" in t)
         if not ref:
+            if not required:
+                return None, None
             raise EvaluateError(f"{why} needs a teacher, and artifact {art.name} records none", "pass --teacher ARCH@EPOCH[#SEEDS] (and --experts DIR), or leave it out")
         teachers = resolve(ref, self.store, art.manifest["dataset"])
         recorded = {t.get("sha256") for t in art.manifest.get("teachers", [])}
@@ -74,9 +117,37 @@ class _Context:
             raise EvaluateError(f"the store's checkpoint for {ref} differs from the one that labelled {art.name}", "point --experts at the store the artifact was compiled with")
         return ref, teachers
 
+    def eval_set(self, data: ImageSet, indices, art: Artifact, what: str) -> EvalSet:
+        key = (id(data), None if indices is None else tuple(indices.tolist()), tuple(art.mean), tuple(art.std))
+        if key not in self._tests:
+            self._tests[key] = eval_set(data, indices, art.mean, art.std, self.device, workers=self.workers, skip_bad=self.skip_bad, desc=f"decode {what}")
+        return self._tests[key]
+
 
 def _short(classes: list[str]) -> str:
     return f"[{', '.join(classes[:3])}{', ...' if len(classes) > 3 else ''}] ({len(classes)})"
+
+
+@dataclass
+class _Baseline:
+    images: torch.Tensor  # training-split indices
+    teacher_ref: str | None = None
+    teachers: list | None = None
+    views: dict | None = None
+
+
+@dataclass
+class _Plan:
+    """Everything one artifact's cells need, checked before any of them trains."""
+
+    art: Artifact
+    test: ImageSet
+    own: torch.Tensor | None
+    holdout: torch.Tensor | None
+    train: ImageSet | None
+    slkd: tuple | None
+    baselines: dict[str, _Baseline] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
 def evaluate(
@@ -90,19 +161,30 @@ def evaluate(
     device: str = "auto",
     batched: bool | None = None,
     out: str | Path | None = None,
+    workers: int | None = None,
+    skip_bad: bool = False,
+    compile: bool = False,
 ) -> dict:
     """Train and test students for each artifact under ``protocol``; write ``<out>.json``/``.csv`` if given.
 
     ``batched`` None: batched on CUDA, one at a time on the CPU (where batching measured slower).
+    ``workers`` decode file-backed splits (default: the core count); ``skip_bad`` drops
+    undecodable test or held-out images and records them; ``compile`` runs the students'
+    training loss through ``torch.compile``.
     """
     start = time.perf_counter()
     device = resolve_device(device)
     batched = device.type == "cuda" if batched is None else batched
     if not artifacts:
         raise EvaluateError("no artifact given", "pass one or more artifact folders")
-    arts = [a if isinstance(a, Artifact) else load(a) for a in artifacts]
-    ctx = _Context(protocol, dataset, data_root, experts, teacher, device, batched)
-    rows = [_evaluate_artifact(ctx, art) for art in arts]
+    if out is not None:
+        _check_writable(Path(out))
+    from ..hub import open_artifact  # hf:// is resolved above the artifact reader
+
+    arts = [a if isinstance(a, Artifact) else open_artifact(a) for a in artifacts]
+    ctx = _Context(protocol, dataset, data_root, experts, teacher, device, batched, workers, skip_bad, compile)
+    plans = [plan_artifact(ctx, art) for art in arts]
+    rows = [_run(ctx, plan) for plan in plans]
     result = {
         "kind": "slc-evaluate/1",
         "slc_version": __version__,
@@ -110,6 +192,7 @@ def evaluate(
         "python_version": platform.python_version(),
         "device": describe(device),
         "batched": batched,
+        "compile": compile,
         "protocol": protocol.to_dict(),
         "artifacts": rows,
         "wall_s": round(time.perf_counter() - start, 3),
@@ -119,64 +202,113 @@ def evaluate(
     return result
 
 
-class _Holdout:
-    """The lr-selection slice of the training split, built on first use (only lr selection needs it)."""
-
-    def __init__(self, ctx: _Context, art: Artifact, own: torch.Tensor | None):
-        self.ctx, self.art, self.own = ctx, art, own
-        self.indices: torch.Tensor | None = None
-        self._set: EvalSet | None = None
-
-    def eval_set(self) -> EvalSet:
-        if self._set is None:
-            train, p = self.ctx.split(self.art, "train"), self.ctx.protocol
-            self.indices = holdout_indices(train, p.holdout_fraction, p.baseline_seed, self.own)
-            images = normalize(train.images(self.indices).to(self.ctx.device), self.art.mean, self.art.std)
-            self._set = EvalSet(images, train.targets[self.indices].to(self.ctx.device))
-        return self._set
-
-    def record(self) -> dict | None:
-        p = self.ctx.protocol
-        return None if self.indices is None else {"size": len(self.indices), "fraction": p.holdout_fraction, "seed": p.baseline_seed}
+def _check_writable(out: Path) -> None:
+    """``<out>.json`` can be written: the nearest existing folder above it is a writable folder."""
+    folder = out.parent if out.parent != Path("") else Path(".")
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise EvaluateError(f"cannot write results under {out.parent} ({folder} is not a writable folder)", "pass an --out in a folder you can write")
 
 
-def _evaluate_artifact(ctx: _Context, art: Artifact) -> dict:
-    p, device = ctx.protocol, ctx.device
+def plan_artifact(ctx: _Context, art: Artifact) -> _Plan:
+    """Check every precondition of ``art``'s cells (no training): raises, or returns what the cells need."""
+    p = ctx.protocol
     test = ctx.split(art, "test")
-    test_set = EvalSet(normalize(test.images().to(device), art.mean, art.std), test.targets.to(device))
+    _check_model(p.model, art)
     own = _own_indices(art)
-    holdout = _Holdout(ctx, art, own)
+    slkd = None
+    if "slkd" in p.regimes:
+        ref, teachers = ctx.teachers(art, "regime slkd")
+        slkd = (ref, [t.load("cpu") for t in teachers])  # weights verified and fitted now, moved to the device later
+    if "sl" in p.regimes and art.num_views > 1 and not art.views:
+        raise EvaluateError(f"artifact {art.name} stores {art.num_views} labels per image but no view parameters to replay", "run slc verify on the artifact")
+    plan = _Plan(art, test, own, None, None, slkd)
+    needs_train = p.lr is None or bool(p.baselines)
+    baselines = list(p.baselines)
+    if baselines and art.ipc is None:
+        for name in baselines:
+            plan.skipped[name] = f"artifact {art.name} has unequal class counts, so a random baseline has no IPC"
+        baselines = []
+        needs_train = p.lr is None
+    if needs_train:
+        plan.train = ctx.split(art, "train")
+        if p.lr is None:
+            plan.holdout = holdout_indices(plan.train, p.holdout_fraction, p.baseline_seed, own)
+    for name in baselines:
+        baseline = _plan_baseline(ctx, plan, name)
+        if isinstance(baseline, str):
+            plan.skipped[name] = baseline
+        else:
+            plan.baselines[name] = baseline
+    return plan
+
+
+def _check_model(model: str, art: Artifact) -> None:
+    """The student architecture exists and can be built for the artifact's images (on the meta device: no memory)."""
+    try:
+        with torch.device("meta"):
+            create_model(model, num_classes=art.num_classes, channels=art.shape[0], resolution=art.shape[1])
+    except ModelError as exc:
+        raise EvaluateError(f"student {model!r} for artifact {art.name}: {exc.problem}", exc.fix) from None
+
+
+def _plan_baseline(ctx: _Context, plan: _Plan, name: str) -> _Baseline | str:
+    """The baseline's images (and teacher), or the reason it cannot run for this artifact."""
+    art, p = plan.art, ctx.protocol
+    ref = teachers = views = None
+    if name == "random-sl":
+        ref, teachers = ctx.teachers(art, "baseline random-sl", required=False)
+        if ref is None:
+            return f"artifact {art.name} records no teacher to label random images with; add it with --teacher ARCH@EPOCH[#SEEDS] (and --experts DIR)"
+        for t in teachers:
+            t.load("cpu")  # the checkpoint is readable, matches its sha256 and fits its architecture
+    exclude = [t for t in (plan.own, plan.holdout) if t is not None]
+    idx = random_images(plan.train, art.ipc, p.baseline_seed, torch.cat(exclude) if exclude else None)
+    if name == "random-sl" and art.views:
+        kind = art.manifest["labels"].get("augment") or art.manifest.get("recipe", {}).get("augment")
+        if kind in (None, "none"):
+            return f"artifact {art.name} has per-view labels but records no view kind to draw the baseline's views with"
+        views = _views_like(art, len(idx), kind)
+    return _Baseline(idx, ref, teachers, views)
+
+
+def _run(ctx: _Context, plan: _Plan) -> dict:
+    p, device, art = ctx.protocol, ctx.device, plan.art
+    test_set = ctx.eval_set(plan.test, None, art, "test")
+    holdout = (lambda: ctx.eval_set(plan.train, plan.holdout, art, "held-out slice")) if plan.holdout is not None else None
     cells: dict[str, dict] = {}
-    teacher_ref = None
+    fill = art.manifest["labels"].get("fill") or "uniform"
     for regime in p.regimes:
         kwargs = {}
         if regime == "sl":
-            kwargs = {"labels": art.dense_labels(), "views": art.views}
+            kwargs = {"labels": art.labels, "views": art.views, "fill": fill}
         elif regime == "slkd":
-            teacher_ref, teachers = ctx.teachers(art, "regime slkd")
-            kwargs = {"teacher": Ensemble([t.load(device) for t in teachers]), "temperature": p.temperature}
+            kwargs = {"teacher": Ensemble([prepare_model(m, device) for m in plan.slkd[1]]), "temperature": p.temperature}
         data = training_set(regime, art.images, art.targets, art.num_classes, art.mean, art.std, device, **kwargs)
-        cells[regime] = evaluate_students(data, p, test_set, holdout.eval_set, device, ctx.batched, f"{art.name} {regime}")
+        cells[regime] = evaluate_students(data, p, test_set, holdout, device, ctx.batched, f"{art.name} {regime}", ctx.compile)
+        del data
     baseline_info = {}
-    for name in p.baselines:
-        cells[name], baseline_info[name] = _baseline(ctx, art, name, own, holdout, test_set)
+    for name, baseline in plan.baselines.items():
+        cells[name], baseline_info[name] = _baseline(ctx, plan, name, baseline, test_set, holdout)
     return {
         "path": str(art.path),
         "name": art.name,
         "version": art.version,
         "content_hash": art.content_hash,
         "dataset": dataset_key(art.manifest["dataset"]["name"]),
-        "test_set": {"size": len(test), "fingerprint": test.fingerprint()},
+        "test_set": {"size": len(test_set), "fingerprint": plan.test.fingerprint(), "preprocess": preprocess(art), "resident": test_set.resident, "skipped": [list(s) for s in test_set.skipped]},
         "ipc": art.ipc,
         "samples": len(art),
         "method": _method(art),
         "labels": {k: art.manifest["labels"].get(k) for k in ("kind", "views", "k", "temperature")},
         "teachers": [t.get("reference") for t in art.manifest.get("teachers", [])],
-        "slkd_teacher": teacher_ref,
+        "slkd_teacher": plan.slkd[0] if plan.slkd else None,
         "cells": cells,
         "baselines": baseline_info,
-        "holdout": holdout.record(),
-        "metrics": row_metrics(cells, list(p.regimes), list(p.baselines), p.full_data_accuracy),
+        "skipped": dict(plan.skipped),
+        "holdout": None if plan.holdout is None else {"size": len(plan.holdout), "fraction": p.holdout_fraction, "seed": p.baseline_seed},
+        "metrics": row_metrics(cells, list(p.regimes), list(plan.baselines), p.full_data_accuracy),
     }
 
 
@@ -202,39 +334,32 @@ def _method(art: Artifact) -> str:
     return " ".join(["slc", "+".join(refs), *filter(None, details)])
 
 
-def _baseline(ctx: _Context, art: Artifact, name: str, own, holdout: _Holdout, test_set: EvalSet) -> tuple[dict, dict]:
-    """Train the random baseline ``name`` for ``art``; cached across artifacts that share its inputs."""
-    p, device = ctx.protocol, ctx.device
-    if art.ipc is None:
-        raise EvaluateError(f"artifact {art.name} has unequal class counts, so random baselines have no IPC", "pass --baselines none")
-    train = ctx.split(art, "train")
-    ref, teachers = ctx.teachers(art, "baseline random-sl") if name == "random-sl" else (None, None)
-    key = (name, art.ipc, ref, json.dumps(art.manifest["labels"], sort_keys=True) if ref else None, json.dumps(art.manifest.get("recipe", {}), sort_keys=True) if art.views else None, None if own is None else tuple(own.tolist()))
+def _baseline(ctx: _Context, plan: _Plan, name: str, baseline: _Baseline, test_set: EvalSet, holdout) -> tuple[dict, dict]:
+    """Train the random baseline ``name`` for the planned artifact; cached across artifacts that share its inputs."""
+    p, device, art = ctx.protocol, ctx.device, plan.art
+    labels_key = json.dumps(art.manifest["labels"], sort_keys=True) if baseline.teacher_ref else None
+    views_key = json.dumps(art.manifest.get("recipe", {}), sort_keys=True) if baseline.views else None
+    key = (name, art.ipc, baseline.teacher_ref, labels_key, views_key, tuple(baseline.images.tolist()))
     if key not in ctx._baselines:
-        if p.lr is None:
-            holdout.eval_set()
-        exclude = [t for t in (own, holdout.indices) if t is not None]
-        idx = random_images(train, art.ipc, p.baseline_seed, torch.cat(exclude) if exclude else None)
-        pixels, targets = train.images(idx), train.targets[idx]
+        idx = baseline.images
+        pixels, targets = plan.train.images(idx), plan.train.targets[idx]
         kwargs = {}
         if name == "random-sl":
-            kwargs["views"] = _views_like(art, len(idx))
-            kwargs["labels"] = teacher_labels(teachers, pixels, kwargs["views"], art.mean, art.std, device, art.manifest["labels"])
+            schema = art.manifest["labels"]
+            kwargs = {"views": baseline.views, "labels": teacher_labels(baseline.teachers, pixels, baseline.views, art.mean, art.std, device, schema, art.num_classes), "fill": schema.get("fill") or "uniform"}
         data = training_set("sl" if name == "random-sl" else "hl", pixels, targets, art.num_classes, art.mean, art.std, device, **kwargs)
-        cell = evaluate_students(data, p, test_set, holdout.eval_set, device, ctx.batched, f"{name} ipc {art.ipc}")
-        ctx._baselines[key] = (cell, {"selection_seed": p.baseline_seed, "source_indices": idx.tolist(), "teacher": ref})
+        cell = evaluate_students(data, p, test_set, holdout, device, ctx.batched, f"{name} ipc {art.ipc}", ctx.compile)
+        ctx._baselines[key] = (cell, {"selection_seed": p.baseline_seed, "source_indices": idx.tolist(), "teacher": baseline.teacher_ref})
     return ctx._baselines[key]
 
 
-def _views_like(art: Artifact, n: int) -> dict[str, torch.Tensor] | None:
+def _views_like(art: Artifact, n: int, kind: str) -> dict[str, torch.Tensor]:
     """Views for the random images drawn as the artifact's compile drew its own (kind, count, seed)."""
-    if not art.views:
-        return None
     from ..label import sample_views
 
     labels, recipe = art.manifest["labels"], art.manifest.get("recipe", {})
-    kind = labels.get("augment") or recipe.get("augment")
-    if kind in (None, "none"):
-        raise EvaluateError(f"artifact {art.name} has views but records no view kind", "pass --baselines random-hl")
     seed = int(labels.get("view_seed", recipe.get("seed", 0)))
     return sample_views([sample_key(i, key_width(n)) for i in range(n)], art.num_views, kind, seed, art.shape)
+
+
+__all__ = ["Ensemble", "decode_options", "evaluate", "plan_artifact", "preprocess"]

@@ -1,6 +1,8 @@
 """Results as tables: a markdown table per run, JSON and CSV files, and the paper-style report.
 
-Cells print as ``mean (std)`` in percent; the files keep fractions and every per-seed value.
+Cells print as ``mean (std)`` in percent, ``mean (n/a)`` when the spread was not measured (one
+seed, or unpaired differences), ``skipped`` for a baseline that could not run; the files keep
+fractions and every per-seed value (a missing std is null in JSON, ``n/a`` in CSV).
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ from pathlib import Path
 from ..errors import EvaluateError
 
 
+NA = "n/a"
+
+
 def pct(cell: dict | None) -> str:
     if not cell:
         return "-"
     std = cell.get("std")
-    return f"{100 * cell['mean']:.2f}" + (f" ({100 * std:.2f})" if std is not None else "")
+    return f"{100 * cell['mean']:.2f} ({NA if std is None else f'{100 * std:.2f}'})"
 
 
 def _markdown(header: list[str], rows: list[list[str]]) -> str:
@@ -35,7 +40,8 @@ def markdown_table(result: dict) -> str:
     header = ["artifact", "ipc", *columns, *(m.upper() for m in metric_cols)]
     rows = []
     for a in result["artifacts"]:
-        cells = [pct(a["cells"].get(c)) for c in columns]
+        skipped = a.get("skipped", {})
+        cells = ["skipped" if c in skipped and c not in a["cells"] else pct(a["cells"].get(c)) for c in columns]
         rows.append([f"{a['name']}@{a['version']} ({a['content_hash'][:8]})", str(a["ipc"]), *cells, *(pct(a["metrics"].get(m)) for m in metric_cols)])
     p = result["protocol"]
     caption = (
@@ -43,7 +49,8 @@ def markdown_table(result: dict) -> str:
         f"{p['model']}, {p['epochs']} epochs, batch {p['batch_size']}, {p['optimizer']}, augment {p['augment']}, loss {p['loss']}; "
         f"device {result['device']}, {result['wall_s']:.0f} s."
     )
-    return _markdown(header, rows) + "\n\n" + caption
+    notes = [f"{a['name']}: skipped {name}: {why}" for a in result["artifacts"] for name, why in a.get("skipped", {}).items()]
+    return _markdown(header, rows) + "\n\n" + caption + "".join(f"\n{n}" for n in notes)
 
 
 CSV_FIELDS = ["artifact", "version", "content_hash", "ipc", "cell", "mean", "std", "lr", "seeds", "accuracy"]
@@ -64,7 +71,7 @@ def csv_text(result: dict) -> str:
                     "ipc": a["ipc"],
                     "cell": name,
                     "mean": f"{cell['mean']:.6f}",
-                    "std": f"{cell['std']:.6f}",
+                    "std": NA if cell["std"] is None else f"{cell['std']:.6f}",
                     "lr": cell["lr"],
                     "seeds": " ".join(map(str, cell["seeds"])),
                     "accuracy": " ".join(f"{x:.6f}" for x in cell["accuracy"]),
@@ -124,7 +131,8 @@ def report(results: list[dict]) -> dict:
                 column = name if name in p["baselines"] else f"{a['method']} ({name})"
                 if column not in grid["columns"]:
                     grid["columns"].append(column)
-                row[column] = {"mean": cell["mean"], "std": cell["std"], "seeds": cell["seeds"], "content_hash": a["content_hash"]}
+                std = cell["std"] if len(cell["seeds"]) > 1 else None  # one seed measures no spread (older files wrote 0)
+                row[column] = {"mean": cell["mean"], "std": std, "seeds": cell["seeds"], "content_hash": a["content_hash"]}
     for grid in grids.values():
         baselines = [c for c in grid["columns"] if " (" not in c]
         grid["columns"] = sorted(baselines) + [c for c in grid["columns"] if c not in baselines]
