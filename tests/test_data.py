@@ -567,7 +567,7 @@ def test_webdataset_numeric_classes_and_errors(tmp_path):
     with pytest.raises(DataError, match="sample 'lonely' in .*train-000002.tar lacks a .cls label"):
         load_dataset(f"wds:{tmp_path / 'shards'}")
     (tmp_path / "none").mkdir()
-    with pytest.raises(DataError, match=r"no test-\*.tar or val-\*.tar shards in"):
+    with pytest.raises(DataError, match=r"no test-\*.tar or val-\*.tar or validation-\*.tar shards in"):
         load_dataset(f"wds:{tmp_path / 'none'}", split="test")
     with pytest.raises(DataError, match="WebDataset folder .* does not exist"):
         load_dataset(f"wds:{tmp_path / 'nowhere'}")
