@@ -23,6 +23,7 @@ COMMANDS = [
     ("hub", "publish_cmd"),
     ("hub", "pull_cmd"),
     ("sweep", "sweep_cmd"),
+    ("data", "data_cmd"),
 ]
 
 

@@ -334,12 +334,19 @@ def list_val(root: Path, kind: str, path: Path, classes: list[str], kit: Devkit 
             raise DataError(f"{path / extra[0]}/ is not a training class ({len(classes)} class folders)", "give train/ a folder for every class in val/, or remove that val folder")
         remap = torch.tensor([lookup[c] for c in listing.classes], dtype=torch.int64)
         return Split(listing.source.ids, classes, listing.source.read, listing.signature, "folder", path, remap[listing.targets])
+    if kind == "tar":  # an ImageFolder tar of <wnid>/<image>
+        listing = imagefolder.list_tar(path, "test", prefix_required=False, test_splits=("val", "validation", "test"))
+        extra = [c for c in listing.classes if c not in lookup]
+        if extra:
+            raise DataError(f"{path}: class folder {extra[0]}/ is not a training class ({len(classes)} classes)", "give train every class of the val set, or rebuild the tar without it")
+        remap = torch.tensor([lookup[c] for c in listing.classes], dtype=torch.int64)
+        return Split(listing.source.ids, classes, listing.source.read, listing.signature, "tar", path, remap[listing.targets])
     labels = flat_labels(root, kit)
     if kind == "kaggle" and (labels is None or labels.solution is None) and kaggle_file(root, KAGGLE_VAL):
         labels = Labels(str(root / KAGGLE_VAL), solution=read_solution(root / KAGGLE_VAL))
     if labels is None:
         raise DataError(f"{path} holds val images without class folders, and no labels for them", NEED_LABELS)
-    if kind == "val-tar" or kind == "tar":
+    if kind == "val-tar":
         index = scan_tar(path)
         rows = sorted((n, pos) for pos, n in enumerate(index.names) if image_ext(n) and len(imagefolder.member_parts(n)) == 1 and not n.startswith("."))
         if not rows:

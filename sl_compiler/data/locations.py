@@ -157,3 +157,36 @@ def remove_location(name: str) -> str:
 def locations() -> list[Location]:
     """Every dataset that lives at a location, with its current root (or None)."""
     return [locate(e) for e in entries("root")]
+
+
+def summary() -> list[dict]:
+    """Per dataset with a location: name, path, where it was set, whether it exists, the layout found there."""
+    rows = []
+    for entry in entries("root"):
+        where = locate(entry)
+        layout = None
+        if where.exists:
+            try:
+                layout = entry.describe_layout(where.path)
+            except (DataError, OSError) as exc:
+                layout = f"unreadable: {getattr(exc, 'problem', exc)}"
+        rows.append({
+            "name": entry.name,
+            "path": str(where.path) if where.path else None,
+            "origin": where.origin,
+            "exists": where.exists,
+            "layout": layout if where.exists else None,
+        })
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    """``slc data list``'s fixed-width table."""
+    header = ["dataset", "path", "exists", "from", "layout"]
+    lines = [
+        [r["name"], r["path"] or "-", ("yes" if r["exists"] else "NO") if r["path"] else "-", r["origin"] or "-", r["layout"] or ("-" if not r["exists"] else "no known layout")]
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
+    fmt = lambda row: "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()  # noqa: E731
+    return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *map(fmt, lines)])
