@@ -332,6 +332,49 @@ def test_dispatcher_errors(tmp_path):
         load_dataset("mnist", tmp_path, resolution=32)
     with pytest.raises(DataError, match="names no path"):
         load_dataset("imagefolder:")
+    with pytest.raises(DataError, match="dataset 'cifar10' takes no ':'"):
+        load_dataset("cifar10:/data")
+
+
+# ---------------------------------------------------------------- the registry and compact listings
+
+
+def test_names_come_from_the_registry_and_aliases_normalise():
+    from sl_compiler.data import dataset_key, known_datasets
+    from sl_compiler.data.registry import entries, lookup
+
+    assert known_datasets() == [
+        "cifar10", "cifar100", "mnist", "fashion_mnist", "tinyimagenet", "imagenet", "imagefolder:PATH", "wds:PATH", "parquet:PATH", "synthetic[:options]",
+    ]
+    assert [dataset_key(n) for n in ("Fashion-MNIST", "ILSVRC2012", "imagenet-1k", "tiny-imagenet", "wds:/a/b/shards", "synthetic:classes=10")] == [
+        "fashion_mnist", "imagenet", "imagenet", "tinyimagenet", "wds:shards", "synthetic",
+    ]
+    assert dataset_key("jpeg50-cifar10") == "jpeg50_cifar10"  # a renamed set's name is kept, not refused
+    assert lookup("imagenet")[0].crop == 224 and lookup("imagenet")[0].crop_fraction == 0.875
+    assert {e.name for e in entries("root")} == {"cifar10", "cifar100", "mnist", "fashion_mnist", "tinyimagenet", "imagenet"}
+    assert lookup("imagenet")[0].options() == ["channels", "in_memory", "resize", "resolution"]
+
+
+def test_names_are_a_compact_sequence():
+    from sl_compiler.data.files import Names
+
+    ids = [f"train/n{k:08d}/n{k:08d}_{i:05d}.JPEG" for k in range(3) for i in range(4)] + ["é/ü.png"]
+    names = Names(ids)
+    assert len(names) == 13 and list(names) == ids and names == ids and names[5] == ids[5] and names[-1] == ids[-1] and names[2:4] == ids[2:4]
+    assert names.joined() == "\n".join(ids).encode()
+    assert names.nbytes() == len("\n".join(ids).encode()) + 1 + 8 * len(ids)  # the characters, a separator and an offset each
+    assert Names.from_tensor(names.tensor()) == names and pickle.loads(pickle.dumps(names)) == names
+    assert list(Names([])) == [] and len(Names([])) == 0
+    with pytest.raises(IndexError):
+        names[13]
+    with pytest.raises(DataError, match="holds a line break"):
+        Names(["a\nb"])
+
+
+def test_normalisation_must_fit_the_channels(tmp_path):
+    write_imagefolder(tmp_path / "root")
+    with pytest.raises(DataError, match="a 3-channel normalisation for 1-channel images"):
+        load_dataset("cifar10", tmp_path / "root", channels=1)  # CIFAR's mean/std are per RGB channel
 
 
 # ---------------------------------------------------------------- CIFAR pickles

@@ -107,3 +107,13 @@ def test_cli_fake(tmp_path):
     assert main(["data", "fake", "--layout", "ilsvrc-tars", "--classes", "3", "--per-class", "2", "--val-per-class", "1", "--min-size", "16", "--max-size", "24", "--seed", "3", "--out", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["FAKE.json", "ILSVRC2012_devkit_t12.tar.gz", "ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar"]
     assert main(["data", "fake", "--layout", "ilsvrc-tars", "--out", str(out)]) == 2
+
+
+def test_imagenet_as_folders_tars_or_kaggle_is_one_dataset(fakes, tmp_path, monkeypatch):
+    """Same images, order and fingerprint: an expert trained on one copy labels the others."""
+    monkeypatch.setenv("SLC_CACHE", str(tmp_path / "cache"))
+    sets = [load_dataset("imagenet", fakes[layout], "train", in_memory=False) for layout in ("imagefolder", "ilsvrc-tars", "kaggle", "flat-val-devkit", "imagefolder-tar")]
+    assert len({s.fingerprint() for s in sets}) == 1
+    first = sets[0]
+    for s in sets[1:]:
+        assert torch.equal(s.targets, first.targets) and [s.encoded(i)[0] for i in range(len(s))] == [first.encoded(i)[0] for i in range(len(first))]

@@ -16,7 +16,6 @@ import torch
 
 from ..errors import DataError
 from .decode import decode_files
-from .files import Names
 from .preprocess import Preprocess, check_resize
 
 
@@ -52,6 +51,8 @@ class ImageSet:
         if self.pixels is None and self.sources is None:
             raise ValueError("an ImageSet needs pixels or sources")
         n = len(self.targets)
+        if len(self.mean) != self.shape[0] or len(self.std) != self.shape[0]:
+            raise DataError(f"{self.name}/{self.split}: a {len(self.mean)}-channel normalisation for {self.shape[0]}-channel images", "pass channels= to match the normalisation, or load it as imagefolder:/parquet:PATH")
         if self.pixels is not None and (self.pixels.dtype != torch.uint8 or self.pixels.dim() != 4 or len(self.pixels) != n):
             raise ValueError(f"pixels must be uint8 (N, C, H, W) with N={n}")
         if self.sources is not None and len(self.sources.ids) != n:
@@ -131,8 +132,10 @@ class ImageSet:
     def fingerprint(self) -> str:
         """sha256 over classes, labels and content; cached.
 
-        In-memory sets hash their pixels. Lazy sets (ImageNet) hash their file ids instead of
-        reading every file: reading 140 GB to name a dataset would make every compile pay for it.
+        In-memory sets hash their pixels. Lazy sets (ImageNet) hash their files' base names instead
+        of reading every file (reading 140 GB to name a dataset would make every compile pay for
+        it); base names, not paths, so that ImageNet as folders, as the official tar of tars or as
+        Kaggle's copy has one fingerprint, and an expert trained on one labels the others.
         """
         if "_fingerprint" not in self.__dict__:
             h = hashlib.sha256()
@@ -141,8 +144,7 @@ class ImageSet:
             if self.pixels is not None:
                 h.update(self.pixels.contiguous().numpy().tobytes())
             else:
-                ids = self.sources.ids
-                h.update(ids.joined() if isinstance(ids, Names) else "\n".join(ids).encode())
+                h.update("\n".join(i.rsplit("/", 1)[-1] for i in self.sources.ids).encode())
             self.__dict__["_fingerprint"] = h.hexdigest()
         return self.__dict__["_fingerprint"]
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from array import array
 import os
 import tarfile
 from collections.abc import Iterable, Sequence
@@ -163,7 +164,7 @@ def _save_index(entry: Path, index: TarIndex) -> None:
 
 def _scan(fileobj, path: Path, label: str, total: int, base: int = 0, show: bool = True):
     """Members of the tar in ``fileobj``: names, offsets (plus ``base``), sizes, folders."""
-    names, offsets, sizes, dirs = [], [], [], []
+    names, offsets, sizes, dirs = [], array("q"), array("q"), []  # arrays: no int object per member
     try:
         with tarfile.open(fileobj=fileobj, mode="r:") as tf, (bar(total, f"index {label}", unit="B") if show else contextlib.nullcontext()) as progress:
             for member in tf:
@@ -221,7 +222,7 @@ def scan_nested_tar(path: Path) -> TarIndex:
         tensors, meta = hit
         return TarIndex(path, Names.from_tensor(tensors["names"]), tensors["offsets"].numpy(), tensors["sizes"].numpy(), meta["dirs"])
     outer = scan_tar(path)
-    names, offsets, sizes, dirs = [], [], [], list(outer.dirs)
+    names, offsets, sizes, dirs = [], array("q"), array("q"), list(outer.dirs)
     fd = os.open(path, os.O_RDONLY)
     try:
         members = list(outer.names)

@@ -278,6 +278,13 @@ def list_train(root: Path, kind: str, path: Path) -> Split:
         listing = imagefolder.list_folder(root, path)
         return Split(listing.source.ids, listing.classes, listing.source.read, listing.signature, "Kaggle CLS-LOC" if kind == "kaggle" else "folder", path, listing.targets)
     if kind == "ilsvrc-tar":
+        entry = cache.entry_path(f"imagenet-train-{path.name}", kind="imagenet-train-listing", source=cache.file_signature(path))
+        hit = cache.load(entry)
+        if hit is not None:  # the sorted listing itself, so that a second load runs no loop over 1.28M names
+            t, meta = hit
+            ids = Names.from_tensor(t["names"])
+            reader = TarReader([path], np.zeros(len(ids), dtype=np.int32), t["offsets"].numpy(), t["sizes"].numpy())
+            return Split(ids, meta["classes"], reader.read, cache.file_signature(path), TRAIN_TAR, path, t["targets"])
         index = scan_nested_tar(path)
         rows = []
         for pos, name in enumerate(index.names):
@@ -293,6 +300,7 @@ def list_train(root: Path, kind: str, path: Path) -> Split:
         lookup = {c: k for k, c in enumerate(classes)}
         targets = torch.tensor([lookup[r[0].split(".tar/", 1)[0]] for r in rows], dtype=torch.int64)
         reader = TarReader([path], np.zeros(len(pos), dtype=np.int32), index.offsets[pos], index.sizes[pos])
+        cache.save(entry, {"names": ids.tensor(), "offsets": torch.from_numpy(reader.offsets), "sizes": torch.from_numpy(reader.sizes), "targets": targets}, {"classes": classes})
         return Split(ids, classes, reader.read, cache.file_signature(path), TRAIN_TAR, path, targets)
     listing = imagefolder.list_tar(path, "train", prefix_required=False)
     return Split(listing.source.ids, listing.classes, listing.source.read, listing.signature, "tar", path, listing.targets)
