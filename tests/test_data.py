@@ -626,3 +626,47 @@ def test_loads_are_reproducible_across_caches(tmp_path, monkeypatch):
     monkeypatch.setenv("SLC_CACHE", str(tmp_path / "other-cache"))
     second = load_dataset(spec, split="train")
     assert first.fingerprint() == second.fingerprint() and json.dumps(first.info()) == json.dumps(second.info())
+
+
+def test_webdataset_prefixed_shards_and_an_unlabelled_test_is_skipped(tmp_path):
+    root = tmp_path / "shards"
+    write_shards(root)
+    for shard in sorted(root.glob("*.tar")):
+        shard.rename(root / f"imagenet1k-{shard.name.replace('test-', 'validation-')}")
+    with tarfile.open(root / "imagenet1k-test-000000.tar", "w") as tf:  # ILSVRC's test: images, no .cls
+        data = encode(rng_image(50), "PNG")
+        info = tarfile.TarInfo("t000.png")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    test = load_dataset(f"wds:{root}", split="test")
+    assert len(test) == 3 and test.meta["shards"] == ["imagenet1k-validation-000000.tar"]
+    assert test.meta["skipped"] == ["test shards carry no .cls labels (unlabelled, like ILSVRC's test set)"]
+    assert len(load_dataset(f"wds:{root}", split="train")) == 6
+
+
+def test_readers_open_their_own_files_after_a_fork(tmp_path):
+    """DataLoader workers fork: a reader must not use (or close) its parent's descriptors."""
+    from sl_compiler.data.files import TarReader, scan_tar
+
+    tar = make_tar(tmp_path / "a.tar", *_one_file(tmp_path))
+    index = scan_tar(tar)
+    reader = TarReader([tar], np.zeros(1, dtype=np.int32), index.offsets, index.sizes)
+    expected = reader.read(0)
+    parent_fd = reader._fds[0]
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: read, report whether it used a descriptor of its own
+        try:
+            ok = reader.read(0) == expected and reader._fds[0] != parent_fd and reader._pid == os.getpid()
+            os.write(w, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(r, 1) == b"1"
+    assert reader._fds == {0: parent_fd} and reader.read(0) == expected  # the parent's descriptor is intact
+
+
+def _one_file(tmp_path: Path) -> tuple[Path, list[str]]:
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "a.png").write_bytes(encode(rng_image(1), "PNG"))
+    return tmp_path / "x", ["a.png"]

@@ -103,6 +103,25 @@ def test_reads_go_by_row_group_and_keep_one(tmp_path, monkeypatch):
     assert len(reader._values) == 3  # one row group resident, never the split
 
 
+def test_a_forked_reader_opens_its_own_file(tmp_path):
+    import os
+
+    train = load_dataset(f"parquet:{hub_folder(tmp_path / 'hub')}", split="train", in_memory=False)
+    reader = train.sources.read.__self__
+    expected = [reader.read(i) for i in (0, 7)]
+    parent = reader._files[0]
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ok = [reader.read(i) for i in (0, 7)] == expected and reader._files.get(0) is not parent
+            os.write(w, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(r, 1) == b"1" and reader._files[0] is parent
+
+
 def test_bad_parquet_inputs(tmp_path):
     root = tmp_path / "bad"
     write(root / "train-0.parquet", [png(0), png(1)], [0, -1])
