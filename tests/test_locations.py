@@ -152,3 +152,16 @@ def test_evaluate_finds_the_test_split_with_no_flags(config, tmp_path, capsys):
     capsys.readouterr()
     assert main(argv) == 2
     assert "slc data add cifar10 PATH" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("layout,found", [
+    ("ilsvrc-tars", "ImageNet (train: ILSVRC2012_img_train.tar; val: ILSVRC2012_img_val.tar + devkit)"),
+    ("flat-val-devkit", "ImageNet (train: class folders; val: flat val/ + devkit)"),
+    ("kaggle", "ImageNet (train: Kaggle CLS-LOC; val: Kaggle CLS-LOC + LOC_val_solution.csv)"),
+    ("wds", "WebDataset shards (train: 1, validation: 1)"),
+    ("parquet", "parquet shards (train: 1, test: 1, validation: 1)"),
+])
+def test_list_names_the_layout_found(config, tmp_path, layout, found):
+    root = write_fake(tmp_path / layout, layout, FakeSpec(classes=2, per_class=1, val_per_class=1, min_size=16, max_size=20))
+    locations.add_location("imagenet", root)
+    assert {r["name"]: r for r in locations.summary()}["imagenet"]["layout"] == found

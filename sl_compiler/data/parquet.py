@@ -67,8 +67,8 @@ def shard_folder(root: Path) -> Path | None:
 def detect(root: Path) -> str | None:
     if shard_folder(root) is None:
         return None
-    test = next((w for w in TEST_SPLITS if split_files(root, w)), None)
-    return f"parquet ({len(split_files(root, 'train'))} train shards" + (f", {len(split_files(root, test))} {test})" if test else ")")
+    counts = [f"{w}: {len(split_files(root, w))}" for w in ("train", *TEST_SPLITS) if split_files(root, w)]
+    return f"parquet shards ({', '.join(counts)})"
 
 
 def columns(schema, path: Path) -> tuple[str, str | None, str | None]:

@@ -63,10 +63,12 @@ class DatasetEntry:
         return options
 
     def describe_layout(self, root: Path) -> str | None:
-        """What this dataset's files in ``root`` look like, None when nothing of it is there."""
-        if self.detect is None:
-            return None
-        return self.function(self.detect)(root)
+        """What this dataset's files in ``root`` look like (shards first, as ``load_dataset`` reads them), None when nothing of it is there."""
+        if self.kind == "root":
+            shards = self.function("parquet:detect")(root) or self.function("wds:detect")(root)
+            if shards:
+                return shards
+        return self.function(self.detect)(root) if self.detect else None
 
 
 _REGISTRY: dict[str, DatasetEntry] = {}

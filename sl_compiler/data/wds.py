@@ -45,8 +45,8 @@ def has_shards(root: Path) -> bool:
 def detect(root: Path) -> str | None:
     if not has_shards(root):
         return None
-    test = next((w for w in TEST_SPLITS if shards_of(root, w)), None)
-    return f"WebDataset ({len(shards_of(root, 'train'))} train shards" + (f", {len(shards_of(root, test))} {test})" if test else ")")
+    counts = [f"{w}: {len(shards_of(root, w))}" for w in ("train", *TEST_SPLITS) if shards_of(root, w)]
+    return f"WebDataset shards ({', '.join(counts)})"
 
 
 def find_shards(root: Path, split: str, test_splits: tuple[str, ...] = TEST_SPLITS, skipped: list[str] | None = None) -> list[Path]:
