@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from sl_compiler.data import files, imagenet, load_dataset, matfile, stream
 from sl_compiler.data.fake import FakeSpec, class_ids, ground_truth, val_order, wnids, words, write_fake

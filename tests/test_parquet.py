@@ -205,3 +205,17 @@ def test_cli_import_parquet(tmp_path, capsys):
     assert main(["import", "parquet", str(src), "--dataset", "cifar10", "--out", str(tmp_path / "art")]) == 0
     assert "imported parquet-cifar10-ipc1 1.0.0: 10 images, hard labels" in capsys.readouterr().out
     assert main(["import", "parquet", str(tmp_path / "nope"), "--dataset", "cifar10"]) == 2
+
+
+def test_import_for_imagenet_takes_its_classes_from_the_recorded_location(tmp_path):
+    from sl_compiler.artifact import load
+    from sl_compiler.data.fake import FakeSpec, wnids, write_fake
+    from sl_compiler.data.locations import add_location
+    from sl_compiler.importers import import_parquet
+
+    src = write(tmp_path / "in.parquet", [png(i, (224, 224)) for i in range(4)], [0, 1, 2, 3])
+    with pytest.raises(ImporterError, match="needs --data-root"):
+        import_parquet(src, dataset="imagenet", out=tmp_path / "a")
+    add_location("imagenet", write_fake(tmp_path / "in1k", "imagefolder", FakeSpec(classes=4, per_class=1, val_per_class=1, min_size=16, max_size=20)))
+    art = load(import_parquet(src, dataset="imagenet", out=tmp_path / "a"))
+    assert art.classes == wnids(4) and art.shape == (3, 224, 224) and art.manifest["dataset"]["name"] == "imagenet"

@@ -30,7 +30,6 @@ torchvision's evaluation transform does: resize 256, centre crop 224.
 from __future__ import annotations
 
 import csv
-import io
 import os
 import re
 import tarfile

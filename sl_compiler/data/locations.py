@@ -94,6 +94,18 @@ def locate(entry: DatasetEntry, root: str | Path | None = None) -> Location:
     return Location(entry.name, None, None)
 
 
+def recorded_root(name: str) -> Path | None:
+    """The existing recorded location (environment, config, system) of a registered dataset ``name``, else None."""
+    from .registry import lookup
+
+    try:
+        entry = lookup(name)[0]
+    except DataError:
+        return None
+    where = locate(entry) if entry.kind == "root" else None
+    return where.path if where is not None and where.exists else None
+
+
 def ways_to_set(name: str) -> str:
     """The fix every 'no location' error gives."""
     return f"pass --data-root PATH, run `slc data add {name} PATH` once, or set {env_name(name)}=PATH (or {ENV_ALL}={name}=PATH)"

@@ -20,11 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data import dataset_key
 from ..data.files import sniff_ext
+from ..data.locations import recorded_root
 from ..data.parquet import ParquetReader, columns, split_files
 from ..errors import DataError, ImporterError
 from ..progress import bar
-from .common import interpret_labels, target_dataset, write_import
+from .common import CLASS_NAMES, interpret_labels, target_dataset, write_import
 
 SOFT_COLUMNS = ("soft_label", "soft_labels", "probs", "probabilities", "logits", "soft")
 SOFT_KINDS = ("auto", "probs", "logits")
@@ -108,6 +110,8 @@ def import_parquet(
         raise ImporterError(f"--temperature {temperature} is not positive", "pass a temperature > 0 (1 leaves the logits as they are)")
     path = Path(path).expanduser()
     files = shard_files(path, split)
+    if data_root is None and dataset_key(dataset) not in CLASS_NAMES:  # ImageNet: its classes come from its recorded location
+        data_root = recorded_root(dataset)
     target = target_dataset(dataset, data_root, mean, std)
 
     image = field = label = soft = None
