@@ -49,7 +49,7 @@ class DatasetEntry:
 
     def options(self, loader=None) -> list[str]:
         """The options its loader takes (``resolution``, ``resize``, ``channels``, ``in_memory``)."""
-        return sorted(set(inspect.signature(loader or self.function()).parameters) - BOUND - set(self.bind) - {"dataset_name", "stats", "test_splits", "crop_fraction"})
+        return sorted(set(inspect.signature(loader or self.function()).parameters) - BOUND - set(self.bind) - {"dataset_name", "stats", "test_splits"})
 
     def with_defaults(self, options: dict) -> dict:
         """``options`` with this dataset's default crop and resize filled in."""
