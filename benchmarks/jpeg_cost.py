@@ -80,17 +80,16 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 def train_variant(name: str, train, tests: dict, test_data: dict, seeds: list[int], epochs: float, store, device) -> dict:
     """Train one expert per seed on ``train``; test accuracy of the last checkpoint on every test set."""
     from sl_compiler.experts.recipe import ExpertRecipe
-    from sl_compiler.experts.train import evaluate_accuracy, initial_model, resident_tensors, train_one
+    from sl_compiler.experts.train import Split, ValPass, evaluate_accuracy, initial_model, train_one
 
     recipe = ExpertRecipe.from_toml(RECIPE)
-    data = resident_tensors(train, device, f"{name} train")
     accuracies = {key: [] for key in tests}
     for seed in seeds:
-        result = train_one(store, train, tests["original"], data, test_data["original"], "convnet_d3", seed, recipe, min(epochs, 1.0), device, stop=epochs)
+        result = train_one(store, Split(train, device), ValPass(test_data["original"]), "convnet_d3", seed, recipe, min(epochs, 1.0), device, stop=epochs)
         model = initial_model("convnet_d3", train, seed).to(device)
         model.load_state_dict(result.trajectory.load_state(result.trajectory.checkpoints[-1]))
-        for key, (x, y) in test_data.items():
-            accuracies[key].append(round(evaluate_accuracy(model, x, y), 2))
+        for key, split in test_data.items():
+            accuracies[key].append(round(evaluate_accuracy(model, split), 2))
     return accuracies
 
 
@@ -98,7 +97,7 @@ def run(args) -> dict:
     from sl_compiler.data import load_dataset
     from sl_compiler.device import describe, resolve_device
     from sl_compiler.experts.store import ExpertStore
-    from sl_compiler.experts.train import resident_tensors
+    from sl_compiler.experts.train import Split
     from sl_compiler.sweep import mean_std
 
     device = resolve_device(args.device)
@@ -111,7 +110,7 @@ def run(args) -> dict:
     original = {split: load_dataset(args.dataset, args.data_root, split) for split in ("train", "test")}
     jpeg = {split: dataclasses.replace(s, name=f"jpeg{quality}-{s.name}", pixels=jpeg_round_trip(s.pixels, quality)) for split, s in original.items()}
     tests = {"original": original["test"], "jpeg": jpeg["test"]}
-    test_data = {key: resident_tensors(t, device, f"{key} test") for key, t in tests.items()}  # once, for both variants
+    test_data = {key: Split(t, device) for key, t in tests.items()}  # uint8 on the device once, for both variants
     store = ExpertStore(Path(args.out) / "experts")
     seeds = list(range(args.seeds))
     by_variant = {

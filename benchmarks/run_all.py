@@ -9,7 +9,8 @@ Each script writes benchmarks/results/<name>.json. A result names its figures in
 ``figures`` list of ``{"name", "value", "unit", "target"}`` (``target`` a string such as ">= 0.9",
 or null); a result without one contributes its top-level ratios (keys ending in ``ratio``, with a
 sibling ``target``). The table goes between the markers below in benchmarks/README.md, with the
-machine, the torch version, the date and the command.
+machine, the torch version, the date and the command, and per benchmark the settings it ran with:
+its result's ``settings`` (a dict or text), else the ``command`` it recorded.
 """
 
 from __future__ import annotations
@@ -90,18 +91,39 @@ def format_value(value) -> str:
     return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
 
 
+def settings_of(result: dict, run: dict | None = None) -> str:
+    """How a result was made: its ``settings`` (a dict or text), else the ``command`` it recorded,
+    else the command this run used; "not recorded" when none says."""
+    recorded = result.get("settings")
+    if isinstance(recorded, dict) and recorded:
+        text = ", ".join(f"{k}={json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v}" for k, v in sorted(recorded.items()))
+    elif isinstance(recorded, str) and recorded.strip():
+        text = recorded.strip()
+    elif result.get("command") or (run or {}).get("command"):
+        command = str(result.get("command") or f"python {run['command']}").strip()
+        text = f"`{command}`"
+    else:
+        text = "not recorded"
+    if result.get("machine"):
+        text += f"; on {result['machine']}"
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
 def table(results: dict[str, dict], runs: dict[str, dict] | None = None) -> str:
-    """One markdown table: benchmark, figure, value, unit, target, met; plus failed runs."""
-    lines = ["| benchmark | figure | value | unit | target | met |", "|---|---|---:|---|---|---|"]
+    """One markdown table: benchmark, the settings it ran with, figure, value, unit, target, met; plus failed runs."""
+    runs = runs or {}
+    lines = ["| benchmark | settings | figure | value | unit | target | met |", "|---|---|---|---:|---|---|---|"]
     for name, result in sorted(results.items()):
-        for fig in figures(result):
+        settings = settings_of(result, runs.get(name))
+        for i, fig in enumerate(figures(result)):
             target = fig.get("target")
             lines.append(
-                f"| {name} | {fig['name']} | {format_value(fig['value'])} | {fig.get('unit') or ''} | {'' if target is None else target} | {meets(fig['value'], target)} |"
+                f"| {name} | {settings if i == 0 else ''} | {fig['name']} | {format_value(fig['value'])} | {fig.get('unit') or ''} | "
+                f"{'' if target is None else target} | {meets(fig['value'], target)} |"
             )
-    for name, run in sorted((runs or {}).items()):
+    for name, run in sorted(runs.items()):
         if run["status"] != "ok":
-            lines.append(f"| {name} | run | {run['status']} | | | no |")
+            lines.append(f"| {name} | `python {run['command']}` | run | {run['status']} | | | no |")
     return "\n".join(lines)
 
 
@@ -129,10 +151,10 @@ def report(results: dict[str, dict], runs: dict[str, dict], command: str) -> str
     import torch
 
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    head = [
-        f"Machine: {machine()}; torch {torch.__version__}; {when}.",
-        f"Command: `{command}`" + (" (each script with --quick where it has one)" if "--full" not in command else ""),
-    ]
+    where = f"Machine: {machine()}; torch {torch.__version__}; {when}."
+    if not runs:  # nothing ran here: the figures were measured wherever their result files say
+        where = f"Rebuilt from benchmarks/results/*.json on {when} ({machine()}, torch {torch.__version__}); each row's settings say how its result was made, and where when it recorded a machine."
+    head = [where, f"Command: `{command}`" + (" (each script with --quick where it has one)" if "--full" not in command and runs else "")]
     for name, run in sorted(runs.items()):
         head.append(f"- `{run['command']}`: {run['status']}, {run['wall_s']:.0f} s")
     return "\n".join(head) + "\n\n" + table(results, runs) + "\n"

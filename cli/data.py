@@ -31,7 +31,10 @@ def data_cmd():
 def add_cmd(name, path):
     """Record that dataset NAME lives at PATH (kept in the user config file).
 
-    Example: slc data add imagenet /data/ILSVRC2012
+    \b
+    Examples:
+      slc data add cifar10 ../shared/data/cifar10
+      slc data add imagenet /data/ILSVRC2012
     """
     from sl_compiler.data.locations import add_location, config_path
     from sl_compiler.data.registry import root_entry
@@ -47,7 +50,10 @@ def add_cmd(name, path):
 def list_cmd(as_json):
     """Every dataset that lives at a location: its path, where that was set, whether it exists, its layout.
 
-    Example: slc data list
+    \b
+    Examples:
+      slc data list
+      slc data list --json
     """
     from sl_compiler.data.locations import summary, table
 
@@ -60,7 +66,9 @@ def list_cmd(as_json):
 def remove_cmd(name):
     """Forget the recorded location of dataset NAME (the files are not touched).
 
-    Example: slc data remove cifar10
+    \b
+    Examples:
+      slc data remove cifar10
     """
     from sl_compiler.data.locations import config_path, remove_location
 
@@ -81,7 +89,10 @@ def remove_cmd(name):
 def fake_cmd(layout, classes, per_class, val_per_class, min_size, max_size, seed, out, force):
     """Write a fake ImageNet: class-dependent JPEGs of varied sizes in one of the real layouts.
 
-    Example: slc data fake --layout flat-val-devkit --classes 100 --per-class 20 --val-per-class 5 --min-size 32 --max-size 64 --out /tmp/fake-in
+    \b
+    Examples:
+      slc data fake --layout ilsvrc-tars --classes 100 --per-class 20 --out /tmp/fake-in1k
+      slc data fake --layout flat-val-devkit --classes 10 --min-size 32 --max-size 64 --out /tmp/fake-small
     """
     from sl_compiler.data.fake import FakeSpec, write_fake
 

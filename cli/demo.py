@@ -11,7 +11,15 @@ from cli.options import device_option
 @click.option("--out", default="slc-demo", show_default=True, type=click.Path(path_type=str), help="Folder for the expert store, the artifact and the results.")
 @device_option
 def demo(out, device):
-    """Train an expert, compile an artifact, verify, inspect and evaluate it: no download, a few minutes."""
+    """Train an expert, compile an artifact, verify, inspect and evaluate it: no download, a few minutes.
+
+    Runs on the built-in synthetic dataset (seeded images made in a second); everything lands in OUT.
+
+    \b
+    Examples:
+      slc demo
+      slc demo --out /tmp/slc-demo --device cpu
+    """
     from sl_compiler.demo import run_demo
 
     run_demo(out, device=device, echo=click.echo)

@@ -33,28 +33,34 @@ def _floats(value: str | None) -> tuple[float, ...] | None:
 
 @click.command("evaluate")
 @click.argument("artifacts", nargs=-1, required=True)
-@click.option("--protocol", "protocol_path", type=click.Path(path_type=str), help="Protocol TOML; default recipes/eval/<dataset>.toml.")
-@click.option("--model", help="Student architecture (slc's model registry).")
-@click.option("--epochs", type=int, help="Student epochs.")
-@click.option("--batch-size", type=int)
-@click.option("--lr", type=float, help="Fixed learning rate.")
-@click.option("--lr-grid", help="Candidates, e.g. 0.01,0.03,0.1: chosen on a held-out slice of the training split.")
-@click.option("--optimizer", type=click.Choice(["sgd", "adamw"]))
-@click.option("--augment", type=click.Choice(["dsa", "cutmix", "none"]))
-@click.option("--seeds", type=SEEDS, help="Student seeds: 0-4 or 0,3,7.")
-@click.option("--regime", "regimes", help="Comma list of sl, slkd, hl.")
-@click.option("--teacher", help="Teacher reference for slkd and random-sl (default: the artifact's own).")
-@click.option("--loss", type=click.Choice(["ce", "kl"]))
-@click.option("--temperature", type=float, help="KL temperature (--loss kl) and slkd target temperature.")
-@click.option("--baselines", help="random-hl,random-sl or none.")
-@click.option("--full-data-accuracy", type=float, help="Full-data hard-label accuracy (fraction) for DD-Ranking's HLR.")
+@click.option("--protocol", "protocol_path", type=click.Path(path_type=str), help="Protocol TOML; the flags below override its values.  [default: recipes/eval/<dataset>.toml]")
+@click.option("--model", help="Student architecture (slc's model registry).  [default: the protocol's]")
+@click.option("--epochs", type=int, help="Student epochs.  [default: the protocol's]")
+@click.option("--batch-size", type=int, help="Student batch size.  [default: the protocol's]")
+@click.option("--lr", type=float, help="Fixed learning rate.  [default: the protocol's lr or lr grid]")
+@click.option("--lr-grid", help="Candidates, e.g. 0.01,0.03,0.1: chosen on a held-out slice of the training split.  [default: the protocol's]")
+@click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), help="Student optimizer.  [default: the protocol's]")
+@click.option("--augment", type=click.Choice(["dsa", "cutmix", "none"]), help="Student augmentation, on the device.  [default: the protocol's]")
+@click.option("--seeds", type=SEEDS, help="Student seeds: 0-4 or 0,3,7.  [default: the protocol's]")
+@click.option("--regime", "regimes", help="Comma list of sl, slkd, hl.  [default: the protocol's]")
+@click.option("--teacher", help="Teacher reference for slkd and random-sl.  [default: the artifact's own]")
+@click.option("--loss", type=click.Choice(["ce", "kl"]), help="Soft cross-entropy or KL with --temperature.  [default: the protocol's]")
+@click.option("--temperature", type=float, help="KL temperature (--loss kl) and slkd target temperature.  [default: the protocol's]")
+@click.option("--baselines", help="random-hl,random-sl or none.  [default: the protocol's]")
+@click.option("--full-data-accuracy", type=float, help="Full-data hard-label accuracy (fraction) for DD-Ranking's HLR.  [default: none, no HLR]")
 @dataset_options(required=False)
 @experts_option
-@click.option("--batched/--sequential", default=None, help="Train all students of a cell together (default on CUDA) or one at a time (default on CPU).")
-@click.option("--out", type=click.Path(path_type=str), help="Write <out>.json and <out>.csv.")
+@click.option("--batched/--sequential", default=None, help="Train all students of a cell together or one at a time.  [default: batched on CUDA, sequential on the CPU]")
+@click.option("--out", type=click.Path(path_type=str), help="Write <out>.json and <out>.csv.  [default: print only]")
 @device_option
 def evaluate_cmd(artifacts, protocol_path, model, epochs, batch_size, lr, lr_grid, optimizer, augment, seeds, regimes, teacher, loss, temperature, baselines, full_data_accuracy, dataset, data_root, experts_dir, batched, out, device):
-    """Train students on each ARTIFACT and print one table: rows artifacts, columns regimes and baselines."""
+    """Train students on each ARTIFACT and print one table: rows artifacts, columns regimes and baselines.
+
+    \b
+    Examples:
+      slc evaluate artifacts/c10-ipc10 --epochs 300 --seeds 0-1 --out results/c10-ipc10
+      slc evaluate A B --regime sl,hl --baselines none --protocol recipes/eval/cifar10.toml
+    """
     from sl_compiler.artifact import load
     from sl_compiler.evaluate import Protocol, default_protocol, evaluate, markdown_table
 
@@ -87,7 +93,13 @@ def evaluate_cmd(artifacts, protocol_path, model, epochs, batch_size, lr, lr_gri
 @click.argument("results", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the merged grid as JSON.")
 def report_cmd(results, as_json):
-    """Merge slc evaluate RESULTS (.json) into paper-style tables: rows IPC, columns methods."""
+    """Merge slc evaluate RESULTS (.json) into paper-style tables: rows IPC, columns methods.
+
+    \b
+    Examples:
+      slc report results/c10-ipc1.json results/c10-ipc10.json
+      slc report results/*.json --json
+    """
     from sl_compiler.evaluate import load_results, report, report_markdown
 
     grids = report(load_results(list(results)))

@@ -28,14 +28,14 @@ def output_options(f):
     """--out, --name, --version, --force: where and as what the artifact is written."""
     f = click.option("--force", is_flag=True, help="Replace an existing artifact at --out.")(f)
     f = click.option("--version", "version", default="1.0.0", show_default=True, help="Artifact version (semver).")(f)
-    f = click.option("--name", default=None, help="Artifact name; default <format>-<dataset>-ipc<N>.")(f)
-    f = click.option("--out", type=click.Path(path_type=Path), default=None, help="Artifact folder to write; default ./<name>-<version>.")(f)
+    f = click.option("--name", default=None, help="Artifact name.  [default: <format>-<dataset>-ipc<N>]")(f)
+    f = click.option("--out", type=click.Path(path_type=Path), default=None, help="Artifact folder to write.  [default: ./<name>-<version>]")(f)
     return f
 
 
 def normalisation_options(f):
     f = click.option("--std", type=FloatList(), default=None, help="Per-channel std the tensors were normalised with (default: the codebases' convention for --dataset).")(f)
-    f = click.option("--mean", type=FloatList(), default=None, help="Per-channel mean the tensors were normalised with, e.g. 0.4914,0.4822,0.4465.")(f)
+    f = click.option("--mean", type=FloatList(), default=None, help="Per-channel mean the tensors were normalised with, e.g. 0.4914,0.4822,0.4465.  [default: the codebases' convention for --dataset]")(f)
     return f
 
 
@@ -44,6 +44,8 @@ def report(path: Path) -> None:
     prov, labels = manifest["provenance"], manifest["labels"]
     given = prov.get("labels_given") or labels.get("source")
     click.echo(f"imported {manifest['name']} {manifest['version']}: {manifest['counts']['samples']} images, {labels['kind']} labels (given as {given})")
+    if "targets" in prov:
+        click.echo(f"classes: {prov['targets']['rule']}" + (f" ({prov['targets']['note']})" if "note" in prov["targets"] else f" from {prov['targets']['file']}"))
     if "quantisation" in prov:
         q = prov["quantisation"]
         click.echo(f"uint8 quantisation: max error {q['max_abs_error_in_range'] * 255:.2f}/255 in range; {q['clipped_fraction']:.2%} of values clipped to [0, 1]")
@@ -53,18 +55,33 @@ def report(path: Path) -> None:
 
 @click.group("import")
 def import_cmd():
-    """Turn a third-party distilled set (MTT, DATM, DC/DM, SRe2L/RDED, RaT-BPTT, tensors) into an artifact."""
+    """Turn a third-party distilled set (MTT, DATM, DC/DM, SRe2L/RDED, RaT-BPTT, tensors) into an artifact.
+
+    Tensors are read with torch.load(weights_only=True) only; normalised images are de-normalised with
+    --mean/--std and stored as uint8, the error recorded.
+
+    \b
+    Examples:
+      slc import mtt images_best.pt labels_best.pt --dataset cifar10 --out artifacts/mtt-c10-ipc10
+      slc import tensor images.pt soft_labels.pt --dataset cifar10 --targets class-major
+    """
 
 
 @import_cmd.command("mtt")
 @click.argument("images", type=click.Path(path_type=Path))
 @click.argument("labels", type=click.Path(path_type=Path))
-@click.option("--lr-file", type=click.Path(path_type=Path), default=None, help="lr_best.pt: the learned student learning rate.")
+@click.option("--lr-file", type=click.Path(path_type=Path), default=None, help="lr_best.pt: the learned student learning rate, recorded in the recipe.  [default: none]")
 @dataset_options
 @normalisation_options
 @output_options
 def mtt(images, labels, lr_file, dataset, data_root, mean, std, out, name, version, force):
-    """MTT/TESLA/DATM: IMAGES (images_best.pt) and LABELS (labels_best.pt, hard or soft)."""
+    """MTT/TESLA/DATM: IMAGES (images_best.pt) and LABELS (labels_best.pt, hard or soft).
+
+    \b
+    Examples:
+      slc import mtt images_best.pt labels_best.pt --dataset cifar10 --lr-file lr_best.pt
+      slc import mtt images_zca_best.pt labels_best.pt --dataset cifar100 --name datm-c100-ipc10
+    """
     from sl_compiler.importers import import_mtt
 
     report(import_mtt(images, labels, lr_file=lr_file, dataset=dataset, data_root=data_root, mean=mean, std=std, out=out, name=name, version=version, force=force))
@@ -77,7 +94,13 @@ def mtt(images, labels, lr_file, dataset, data_root, mean, std, out, name, versi
 @normalisation_options
 @output_options
 def dc(result, experiment, dataset, data_root, mean, std, out, name, version, force):
-    """DC/DSA/DM: a res_*.pt file of [images, labels] pairs."""
+    """DC/DSA/DM: a res_*.pt file of [images, labels] pairs.
+
+    \b
+    Examples:
+      slc import dc res_DM_CIFAR10_ConvNet_10ipc.pt --dataset cifar10
+      slc import dc res_DC_MNIST_ConvNet_1ipc.pt --dataset mnist --experiment 2
+    """
     from sl_compiler.importers import import_dc
 
     report(import_dc(result, experiment=experiment, dataset=dataset, data_root=data_root, mean=mean, std=std, out=out, name=name, version=version, force=force))
@@ -86,14 +109,30 @@ def dc(result, experiment, dataset, data_root, mean, std, out, name, version, fo
 @import_cmd.command("tensor")
 @click.argument("images", type=click.Path(path_type=Path))
 @click.argument("labels", type=click.Path(path_type=Path))
+@click.option(
+    "--targets",
+    default=None,
+    help="The class of each image: class-major ([0]*ipc + [1]*ipc + ..., DD-Ranking's order), argmax (each soft label's "
+    "most likely class), or FILE (.pt tensor or .npy array of N class indices).  "
+    "[default: hard labels are the classes; soft labels are class-major when N is a multiple of the class count]",
+)
 @dataset_options
 @normalisation_options
 @output_options
-def tensor(images, labels, dataset, data_root, mean, std, out, name, version, force):
-    """A plain (N, C, H, W) IMAGES tensor (normalised float or uint8) and (N,) or (N, C) LABELS."""
+def tensor(images, labels, targets, dataset, data_root, mean, std, out, name, version, force):
+    """A plain (N, C, H, W) IMAGES tensor (normalised float or uint8) and (N,) or (N, C) LABELS.
+
+    The rule that gave each image its class is recorded in the manifest (provenance.targets).
+
+    \b
+    Examples:
+      slc import tensor images.pt soft_labels.pt --dataset cifar10                # DD-Ranking's class-major sets
+      slc import tensor images.pt soft_labels.pt --dataset cifar10 --targets classes.npy
+      slc import tensor images.pt logits.pt --dataset cifar100 --targets argmax
+    """
     from sl_compiler.importers import import_tensor
 
-    report(import_tensor(images, labels, dataset=dataset, data_root=data_root, mean=mean, std=std, out=out, name=name, version=version, force=force))
+    report(import_tensor(images, labels, dataset=dataset, targets=targets, data_root=data_root, mean=mean, std=std, out=out, name=name, version=version, force=force))
 
 
 @import_cmd.command("h5")
@@ -102,7 +141,13 @@ def tensor(images, labels, dataset, data_root, mean, std, out, name, version, fo
 @normalisation_options
 @output_options
 def h5(file, dataset, data_root, mean, std, out, name, version, force):
-    """RaT-BPTT: an .h5 FILE with a 'data' dataset (needs h5py)."""
+    """RaT-BPTT: an .h5 FILE with a 'data' dataset (needs h5py).
+
+    \b
+    Examples:
+      slc import h5 IPC_10.h5 --dataset cifar10
+      slc import h5 IPC_1.h5 --dataset cifar100 --out artifacts/ratbptt-c100-ipc1
+    """
     from sl_compiler.importers import import_h5
 
     report(import_h5(file, dataset=dataset, data_root=data_root, mean=mean, std=std, out=out, name=name, version=version, force=force))
@@ -112,14 +157,20 @@ def h5(file, dataset, data_root, mean, std, out, name, version, force):
 @click.argument("folder", type=click.Path(path_type=Path))
 @click.option("--teacher", required=True, help="Teacher reference that labels the images, e.g. resnet18@43 or 'convnet_d3@20#0-4'.")
 @click.option("--temperature", default=1.0, show_default=True, type=float, help="Softmax temperature of the teacher's labels.")
-@click.option("--topk", default=None, type=int, help="Store only the k largest probabilities.")
+@click.option("--topk", default=None, type=int, help="Store only the k largest probabilities.  [default: dense]")
 @click.option("--batch-size", default=256, show_default=True, type=int, help="Teacher inference batch size.")
 @dataset_options
 @experts_option
 @device_option
 @output_options
 def imagefolder(folder, teacher, temperature, topk, batch_size, dataset, data_root, experts_dir, device, out, name, version, force):
-    """SRe2L/RDED: FOLDER of class sub-folders of images, labelled by --teacher."""
+    """SRe2L/RDED: FOLDER of class sub-folders of images, labelled by --teacher.
+
+    \b
+    Examples:
+      slc import imagefolder syn_data --dataset imagenet --data-root DATA --teacher resnet18@43
+      slc import imagefolder syn_data --dataset cifar10 --teacher 'convnet_d3@20#0-4' --topk 5
+    """
     from sl_compiler.importers import import_imagefolder
 
     report(
@@ -142,7 +193,10 @@ def imagefolder(folder, teacher, temperature, topk, batch_size, dataset, data_ro
 def parquet(path, split, soft_column, soft_kind, temperature, dataset, data_root, mean, std, out, name, version, force):
     """A distilled set published as parquet: PATH (a .parquet file or a folder of shards) with image bytes, a label and optionally soft labels.
 
-    Example: slc import parquet ./sre2l-in1k-ipc10 --dataset imagenet --out sre2l-ipc10
+    \b
+    Examples:
+      slc import parquet ./sre2l-in1k-ipc10 --dataset imagenet --out sre2l-ipc10
+      slc import parquet set.parquet --dataset cifar10 --soft-kind logits --temperature 4
     """
     from sl_compiler.importers import import_parquet
 

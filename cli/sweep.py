@@ -31,17 +31,22 @@ def _ipcs(ctx, param, value: str):
 @click.option("--ipc", "ipcs", callback=_ipcs, required=True, help="Images per class, e.g. 1,10,50.")
 @click.option("--protocol", type=click.Path(dir_okay=False, path_type=str), default=None, help="Evaluation protocol TOML; default recipes/eval/<dataset>.toml.")
 @click.option("--eval-seeds", type=SEEDS, default=None, help="Student seeds; default the protocol's.")
-@click.option("--student-epochs", type=int, default=None, help="Override the protocol's student epochs (short CPU runs).")
+@click.option("--student-epochs", type=int, default=None, help="Override the protocol's student epochs (short CPU runs).  [default: the protocol's]")
 @click.option("--select-seed", type=int, default=0, show_default=True, help="Seed of the random image selection.")
 @experts_option
 @click.option("--out", type=click.Path(file_okay=False, path_type=str), default="runs/sweep", show_default=True, help="Output folder: artifacts, result cache, sweep.md/.json/.png.")
-@click.option("--write-recipes", type=click.Path(file_okay=False, path_type=str), default=None, help="Write the winning compile recipe per IPC as TOML into this folder.")
+@click.option("--write-recipes", type=click.Path(file_okay=False, path_type=str), default=None, help="Write the winning compile recipe per IPC as TOML into this folder.  [default: none]")
 @device_option
 def sweep_cmd(dataset, data_root, teacher_arch, seeds, epochs, ipcs, protocol, eval_seeds, student_epochs, select_seed, experts_dir, out, write_recipes, device):
     """Compile and evaluate every (IPC, expert epoch) pair; report the best epoch per IPC.
 
     Results are cached per (artifact content hash, protocol) under OUT/cache, so a rerun or an
     extended grid does only the new work.
+
+    \b
+    Examples:
+      slc sweep --dataset cifar10 --data-root DATA --teacher-arch convnet_d3 --ipc 1,10 --epochs 0.25,0.5,1
+      slc sweep --dataset cifar10 --data-root DATA --teacher-arch convnet_d3 --ipc 10 --write-recipes recipes/mine
     """
     from sl_compiler.sweep import SweepSpec, run_sweep
 

@@ -7,6 +7,10 @@ version (``v1.0.0``); a tag never moves. ``pull`` downloads ``OWNER/NAME[@REV]``
 branch or a commit sha) into the Hub cache, or copies it to ``--out``, and checks every file
 against the manifest's sha256 before returning; with ``HF_HUB_OFFLINE=1`` it serves the cache.
 
+``hf://OWNER/NAME@REV`` is resolved here, above the artifact package (which reads local folders
+only): commands that take an artifact call :func:`open_artifact`, :func:`verify_artifact` or
+:func:`local_artifact`.
+
 Tokens come from huggingface_hub's own sources (``HF_TOKEN``, ``hf auth login``); slc never reads,
 prints or writes one. Every client failure becomes a one-line :class:`HubError`.
 """
@@ -15,9 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
-import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,9 +49,34 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     return m.group(1), m.group(2)
 
 
-def resolve_artifact_path(spec: str) -> Path:
-    """The local folder of ``hf://OWNER/NAME@REV`` (pulled into the Hub cache and verified); for ``artifact.load``."""
-    return pull(spec)
+def is_hub_uri(path) -> bool:
+    return str(path).startswith("hf://")
+
+
+def local_artifact(path_or_uri: str | Path) -> Path:
+    """A local artifact folder: ``hf://OWNER/NAME@REV`` is pulled into the Hub cache and verified; a path is returned as is."""
+    return pull(str(path_or_uri)) if is_hub_uri(path_or_uri) else Path(path_or_uri)
+
+
+def open_artifact(path_or_uri: str | Path, verify: bool = False):
+    """``artifact.load`` for a folder or ``hf://OWNER/NAME@REV``: where a command takes an artifact, it calls this.
+
+    A Hub artifact is always verified (every file against the manifest) before it is opened.
+    """
+    from .artifact import load
+
+    if is_hub_uri(path_or_uri):
+        return load(pull(str(path_or_uri)))
+    return load(path_or_uri, verify=verify)
+
+
+def verify_artifact(path_or_uri: str | Path):
+    """``artifact.verify`` for a folder or ``hf://OWNER/NAME@REV`` (the Hub copy as the cache holds it)."""
+    from .artifact import verify
+
+    if not is_hub_uri(path_or_uri):
+        return verify(path_or_uri)
+    return _fetch(str(path_or_uri))[1]
 
 
 def artifact_files(manifest: dict) -> list[str]:
@@ -59,7 +86,7 @@ def artifact_files(manifest: dict) -> list[str]:
 
 def publish(path: str | Path, repo: str, tag: str | None = None, private: bool = False) -> Published:
     """Upload the artifact at ``path`` to dataset repo ``repo`` in one commit and tag it."""
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants
 
     from .artifact import verify
 
@@ -67,6 +94,8 @@ def publish(path: str | Path, repo: str, tag: str | None = None, private: bool =
     repo_id, rev = parse_spec(repo)
     if rev is not None:
         raise HubError(f"--repo {repo!r} names a revision", "pass OWNER/NAME and the tag with --tag")
+    if constants.HF_HUB_OFFLINE:
+        raise HubError(f"cannot publish to {repo_id}: HF_HUB_OFFLINE=1 forbids uploads", f"unset HF_HUB_OFFLINE when online, then rerun slc publish {path} --repo {repo_id}")
     try:
         verify(path)
     except VerifyError as exc:
@@ -77,7 +106,7 @@ def publish(path: str | Path, repo: str, tag: str | None = None, private: bool =
         raise HubError(f"bad tag {tag!r}", "use a tag such as v1.0.0 (letters, digits, '.', '-', '_', '+', '/')")
     files = artifact_files(manifest)
     api = HfApi()
-    with hub_errors(repo_id, None):
+    with hub_errors(repo_id, None, upload=f"slc publish {path} --repo {repo_id}"):
         api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True)
         tags = {t.name: t.target_commit for t in api.list_repo_refs(repo_id, repo_type=REPO_TYPE).tags}
         if tag in tags:
@@ -98,22 +127,30 @@ def publish(path: str | Path, repo: str, tag: str | None = None, private: bool =
 
 def pull(spec: str, out: str | Path | None = None) -> Path:
     """Download ``OWNER/NAME[@REV]``, verify every file, and return its folder (the cache, or ``out``)."""
+    from .artifact import verify
+
+    if out is not None:
+        out = Path(out)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise HubError(f"{out} already exists", "pick another --out, or remove it first")
+    folder, _ = _fetch(spec)
+    return folder if out is None else _copy_out(folder, out, verify)
+
+
+def _fetch(spec: str):
+    """Download ``spec`` into the Hub cache and verify it there: (folder, VerifyReport)."""
     from huggingface_hub import snapshot_download
 
     from .artifact import verify
 
     repo_id, rev = parse_spec(spec)
     rev = rev or "main"
-    if out is not None:
-        out = Path(out)
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise HubError(f"{out} already exists", "pick another --out, or remove it first")
     with hub_errors(repo_id, rev):
         folder = Path(snapshot_download(repo_id, repo_type=REPO_TYPE, revision=rev, allow_patterns=ARTIFACT_PATTERNS))
     if not (folder / "manifest.json").is_file():
         raise HubError(f"{repo_id}@{rev} holds no manifest.json: it is not an slc artifact", "pull a repo that slc publish wrote")
     try:
-        verify(folder)
+        report = verify(folder, allow_links=True)  # the cache links each file to its blob
     except VerifyError as exc:
         _evict(folder, exc.path)
         raise VerifyError(
@@ -121,25 +158,32 @@ def pull(spec: str, out: str | Path | None = None) -> Path:
             "the copy on the Hub does not match its manifest (the bad file was dropped from the cache); pull again, and report it to the repo owner if it persists",
             path=exc.path,
         ) from None
-    return folder if out is None else _copy_out(folder, out, verify)
+    return folder, report
 
 
 def _copy_out(folder: Path, out: Path, verify) -> Path:
     """Copy a verified snapshot to ``out`` through a temporary sibling, verify the copy, rename it."""
+    from .artifact import atomic
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    try:
-        for file in sorted(p for p in folder.rglob("*") if p.is_file()):
-            target = tmp / file.relative_to(folder)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(file, target)
-        verify(tmp)
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with atomic.OutLock(out):
+        atomic.clean_stale(out)  # copies a killed pull left behind
+        tmp = atomic.owned_name(out)
+        try:
+            for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+                target = tmp / file.relative_to(folder)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(file, target)
+            verify(tmp)
+            with contextlib.suppress(OSError):
+                out.rmdir()  # empty when checked before the download; if it filled since, the rename refuses
+            atomic.rename_noreplace(tmp, out)
+        except FileExistsError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise HubError(f"{out} appeared while the copy was made", "pick another --out") from None
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return out
 
 
@@ -156,8 +200,11 @@ def _evict(folder: Path, rel: str | None) -> None:
 
 
 @contextlib.contextmanager
-def hub_errors(repo_id: str, rev: str | None):
-    """Turn huggingface_hub and network failures into one-line HubErrors that say what to do."""
+def hub_errors(repo_id: str, rev: str | None, upload: str | None = None):
+    """Turn huggingface_hub and network failures into one-line HubErrors that say what to do.
+
+    ``upload`` is the command that uploads (for publish), so an offline failure says to rerun it.
+    """
     from huggingface_hub import constants
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -181,6 +228,8 @@ def hub_errors(repo_id: str, rev: str | None):
             "check the name; for a private repo run `hf auth login` or set HF_TOKEN",
         ) from None
     except (LocalEntryNotFoundError, OfflineModeIsEnabled):
+        if upload:
+            raise HubError(f"cannot upload to {repo_id}: offline (HF_HUB_OFFLINE=1)", f"unset HF_HUB_OFFLINE when online, then rerun {upload}") from None
         if constants.HF_HUB_OFFLINE:
             raise HubError(f"{where} is not in the local Hub cache and HF_HUB_OFFLINE=1", "pull it once online, or unset HF_HUB_OFFLINE") from None
         raise HubError(f"cannot reach {constants.ENDPOINT} and {where} is not in the local Hub cache", "check the network or HF_ENDPOINT, then retry") from None
@@ -190,6 +239,11 @@ def hub_errors(repo_id: str, rev: str | None):
         fix = "check that your token has write access (`hf auth login` or HF_TOKEN)" if status in (401, 403) else "retry later; if it persists, check the repo on the Hub"
         raise HubError(f"the Hub refused {where} (HTTP {status}: {detail})", fix) from None
     except _transport_errors() as exc:
+        if upload:
+            raise HubError(
+                f"cannot reach {constants.ENDPOINT} to upload {repo_id} ({type(exc).__name__})",
+                f"check the network or HF_ENDPOINT, then rerun {upload} (a commit is all or nothing and the tag comes last, so a rerun is safe)",
+            ) from None
         raise HubError(f"cannot reach {constants.ENDPOINT} ({type(exc).__name__})", "check the network or HF_ENDPOINT, then retry") from None
     except ValueError as exc:  # the client's own checks, e.g. README metadata the Hub rejects
         raise HubError(f"{where}: {' '.join(str(exc).split())[:300]}", "fix the artifact card (README.md) front matter, or report a bug") from None

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -23,7 +24,9 @@ from safetensors.torch import save as save_tensors
 from cli.main import main as slc
 from sl_compiler.artifact import FORMAT, dense_from_topk, inspect_artifact, load, verify, write_artifact
 from sl_compiler.artifact import format as fmt
+from sl_compiler.artifact import manifest as mf
 from sl_compiler.artifact import writer as writer_module
+from sl_compiler.artifact.card import render_card
 from sl_compiler.data import decode_image, load_dataset
 from sl_compiler.errors import ArtifactError, VerifyError
 
@@ -72,13 +75,36 @@ def _files(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def _manifest(art: Path) -> dict:
+    return json.loads((art / "manifest.json").read_text())
+
+
+def _reseal(art: Path, manifest: dict, content_hash: bool = True) -> None:
+    """Write ``manifest`` with every checksum a writer would compute (card, manifest_sha256, and the content hash unless told not to).
+
+    What an editor who knows the format would produce: only verify's deeper checks can catch what was changed.
+    """
+    manifest = {k: v for k, v in manifest.items() if k not in ("card", "manifest_sha256")}
+    if content_hash:
+        manifest["content_hash"] = fmt.content_hash(manifest)
+    exts = set()
+    for shard in manifest.get("shards", []):
+        with tarfile.open(art / shard["path"]) as tar:
+            exts |= {n.split(".", 1)[1] for n in tar.getnames() if n.split(".", 1)[1] in fmt.IMAGE_EXTS}
+    card = render_card(manifest, sorted(exts)).encode()
+    (art / "README.md").write_bytes(card)
+    manifest["card"] = mf.card_record(card)
+    manifest["manifest_sha256"] = mf.manifest_sha256(manifest)
+    (art / "manifest.json").write_bytes(fmt.dumps_manifest(manifest))
+
+
 def _rewrite_shard(art: Path, shard: int, edit) -> None:
     """Rebuild shard ``shard`` with ``edit(list of (name, bytes)) -> list`` and re-seal the manifest.
 
     The result is self-consistent at the byte level (sizes, sha256, content hash), so only the
     deeper checks of verify can catch what ``edit`` broke.
     """
-    manifest = json.loads((art / "manifest.json").read_text())
+    manifest = _manifest(art)
     rel = manifest["shards"][shard]["path"]
     with tarfile.open(art / rel) as tar:
         members = [(m.name, tar.extractfile(m).read()) for m in tar]
@@ -88,8 +114,7 @@ def _rewrite_shard(art: Path, shard: int, edit) -> None:
     data = (art / rel).read_bytes()
     manifest["shards"][shard].update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
     manifest["bytes"]["shards"] = sum(s["bytes"] for s in manifest["shards"])
-    manifest["content_hash"] = fmt.content_hash(manifest)
-    (art / "manifest.json").write_bytes(fmt.dumps_manifest(manifest))
+    _reseal(art, manifest)
 
 
 def _jpeg(seed: int, size=(20, 24)) -> bytes:
@@ -115,16 +140,16 @@ def _spec_table_keys(heading: str) -> list[str]:
             break
     keys = []
     for row in rows[2:]:  # after the header and the --- row
-        keys += re.findall(r"`([a-z_]+)`", row.split("|")[1])
+        keys += re.findall(r"`([a-z0-9_]+)`", row.split("|")[1])
     return keys
 
 
 def test_spec_names_the_format_and_manifest_keys_the_code_uses():
     text = SPEC.read_text()
     assert f'"format": "{FORMAT}"' in text
-    assert set(_spec_table_keys("| key | type | meaning |")) == set(fmt.MANIFEST_TYPES)
+    assert set(_spec_table_keys("| key | type | meaning |")) == set(mf.MANIFEST_TYPES) | set(mf.INTEGRITY_TYPES)
     label_keys = set(_spec_table_keys("`labels`:")) - {"temperature"}
-    assert label_keys == set(fmt.LABEL_TYPES)
+    assert label_keys == set(mf.LABEL_TYPES)
     for ext in fmt.IMAGE_EXTS:
         assert f"`{ext}`" in text
     for rule in fmt.FILL_RULES:
@@ -149,8 +174,12 @@ def test_spec_views_table_matches_the_compilers_view_parameters(tmp_path, tiny):
 def test_written_manifest_matches_the_spec_schema(tmp_path, tiny):
     art = write_artifact(tmp_path / "a", **_inputs(tiny))
     manifest = json.loads((art / "manifest.json").read_text())
-    assert set(manifest) == set(fmt.MANIFEST_TYPES)
+    assert set(manifest) == set(mf.MANIFEST_TYPES) | set(mf.INTEGRITY_TYPES)
     assert (art / "manifest.json").read_text() == json.dumps(manifest, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    card = (art / "README.md").read_bytes()
+    assert manifest["card"] == {"bytes": len(card), "sha256": hashlib.sha256(card).hexdigest()}
+    rest = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    assert manifest["manifest_sha256"] == hashlib.sha256(json.dumps(rest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     assert sorted(p.relative_to(art).as_posix() for p in art.rglob("*")) == ["README.md", "data", "data/train-000000.tar", "manifest.json"]
     lab = manifest["labels"]
     assert (lab["kind"], lab["views"], lab["num_classes"], lab["dtype"], lab["k"], lab["temperature"]) == ("dense", 2, 4, "float16", None, 2.0)
@@ -225,7 +254,7 @@ def test_a_failure_midway_leaves_no_artifact_and_a_rerun_succeeds(tmp_path, tiny
 def test_a_failed_forced_rewrite_keeps_the_old_artifact(tmp_path, tiny, monkeypatch):
     art = write_artifact(tmp_path / "a", **_inputs(tiny))
     before = _files(art)
-    monkeypatch.setattr(writer_module, "render_card", lambda m: 1 / 0)
+    monkeypatch.setattr(writer_module, "render_card", lambda m, exts: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         write_artifact(tmp_path / "a", **_inputs(tiny, seed=3), force=True)
     assert _files(art) == before and [p.name for p in tmp_path.iterdir()] == ["a"]
@@ -254,11 +283,13 @@ def test_a_killed_writer_leaves_no_artifact(tmp_path, tiny):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, env={"SLC_PROGRESS": "0", "PATH": ""})
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]
     assert not out.exists()
-    leftovers = list(tmp_path.iterdir())
-    assert all(p.name.startswith(".a.tmp-") for p in leftovers) and leftovers  # hidden, never mistaken for an artifact
+    leftovers = sorted(p.name for p in tmp_path.iterdir())
+    assert leftovers[0] == ".a.lock" and len(leftovers) == 2 and leftovers[1].startswith(".a.tmp-")  # hidden, never mistaken for an artifact
+    assert list((tmp_path / leftovers[1] / "data").iterdir())  # with its partial shards
     with pytest.raises(ArtifactError, match="no artifact"):
         load(out)
     verify(write_artifact(out, **_inputs(tiny)))
+    assert [p.name for p in tmp_path.iterdir()] == ["a"]  # the next write removed the dead writer's folder and the lock
 
 
 def test_existing_output_is_refused_without_force(tmp_path, tiny):
@@ -387,14 +418,25 @@ def test_shards_split_by_count_and_by_size(tmp_path, tiny):
     verify(one_each)
 
 
-def test_hf_specs_resolve_through_the_hub_module(tmp_path, tiny, monkeypatch):
+def test_the_reader_refuses_hub_references_and_names_the_hub_function(tmp_path, tiny, monkeypatch):
     art = write_artifact(tmp_path / "a", **_inputs(tiny))
+    with pytest.raises(ArtifactError, match=r"Hub reference.*sl_compiler\.hub\.open_artifact"):
+        load("hf://me/tiny@v1.0.0")
+    with pytest.raises(VerifyError, match=r"sl_compiler\.hub\.open_artifact"):
+        verify("hf://me/tiny@v1.0.0")
+    from sl_compiler import hub
+
     seen = []
-    fake = types.ModuleType("sl_compiler.hub")
-    fake.resolve_artifact_path = lambda spec: seen.append(spec) or art
-    monkeypatch.setitem(sys.modules, "sl_compiler.hub", fake)
-    assert load("hf://me/tiny@v1.0.0").content_hash == load(art).content_hash
-    assert seen == ["hf://me/tiny@v1.0.0"]
+    monkeypatch.setattr(hub, "pull", lambda spec: seen.append(spec) or art)
+    assert hub.open_artifact("hf://me/tiny@v1.0.0").content_hash == load(art).content_hash
+    assert hub.local_artifact("hf://me/tiny@v1.0.0") == art and hub.local_artifact(str(art)) == art
+    assert seen == ["hf://me/tiny@v1.0.0"] * 2
+
+
+def test_the_artifact_package_does_not_import_the_hub():
+    code = "import sys, sl_compiler.artifact as a; a.load, a.verify, a.inspect_artifact; print(sorted(m for m in sys.modules if m in ('sl_compiler.hub', 'huggingface_hub')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 # ---------------------------------------------------------------- content hash
@@ -513,20 +555,25 @@ def test_verify_names_the_broken_sample(tmp_path, tiny, edit, problem):
 
 def test_verify_catches_a_tampered_manifest(tmp_path, tiny):
     art = write_artifact(tmp_path / "a", **_inputs(tiny, kind="topk"))
-    manifest = json.loads((art / "manifest.json").read_text())
+    manifest = _manifest(art)
     manifest["labels"]["fill"] = "renormalize"  # changes how every reader fills the labels
-    (art / "manifest.json").write_text(json.dumps(manifest))
+    _reseal(art, manifest, content_hash=False)  # every checksum but the content hash
     with pytest.raises(VerifyError, match="manifest.json: content_hash") as exc:
         verify(art)
     assert exc.value.path == "manifest.json"
+    manifest = _manifest(art)
     del manifest["shards"]
-    (art / "manifest.json").write_text(json.dumps(manifest))
+    manifest["manifest_sha256"] = mf.manifest_sha256(manifest)
+    (art / "manifest.json").write_bytes(fmt.dumps_manifest(manifest))
     with pytest.raises(VerifyError, match="missing shards"):
         verify(art)
     manifest["format"] = "slc-artifact/9"
-    (art / "manifest.json").write_text(json.dumps(manifest))
+    manifest["manifest_sha256"] = mf.manifest_sha256(manifest)
+    (art / "manifest.json").write_bytes(fmt.dumps_manifest(manifest))
     with pytest.raises(VerifyError, match="unknown format"):
         load(art)
+    with pytest.raises(VerifyError, match="unknown format"):
+        verify(art)
 
 
 def test_verify_cli_prints_ok_or_the_error_and_exits_1(tmp_path, tiny, capsys):
@@ -604,10 +651,36 @@ def test_card_front_matter_is_hub_yaml(tmp_path, tiny):
     manifest = json.loads((art / "manifest.json").read_text())
     body = text.split("---\n", 2)[2]
     for needle in ('teacher = "convnet_d3@1#0"', "`convnet_d3@1#0`", manifest["content_hash"], manifest["shards"][0]["sha256"],
-                   "A Label is Worth a Thousand Images", "Hard Truths about Soft Labels", 'load_dataset("webdataset"', "uniform"):
+                   "A Label is Worth a Thousand Images", "Hard Truths about Soft Labels", 'load_dataset("OWNER/NAME", split="train")', "uniform"):
         assert needle in body
-    no_license = write_artifact(tmp_path / "b", **_inputs(tiny))
-    assert yaml.safe_load((no_license / "README.md").read_text().split("---\n")[1])["license"] == "other"
+    # the class names as a ClassLabel, and every column datasets' WebDataset loader yields (else it drops them)
+    info = meta["dataset_info"]
+    assert info["features"][0] == {"name": "cls", "dtype": {"class_label": {"names": {str(i): c for i, c in enumerate(tiny.classes)}}}}
+    assert [f["name"] for f in info["features"]] == ["cls", "json", "png", "safetensors", "__key__", "__url__"]
+    assert info["features"][2]["dtype"] == "image" and info["features"][3]["dtype"] == "binary"
+    assert info["features"][1]["struct"] == [{"name": "class", "dtype": "int64"}, {"name": "label", "dtype": "string"}, {"name": "source", "dtype": "string"}]
+    assert info["download_size"] == manifest["bytes"]["shards"]
+    # no inline list of sources; the first loading example needs no torch
+    assert all(f'"{i}"' not in body.split("Selection:")[1].split("\n")[0] for i in manifest["selection"]["source_indices"])
+    first_example = body.split("```python")[1].split("```")[0]
+    assert "torch" not in first_example and "safetensors.numpy" in first_example
+    no_license = write_artifact(tmp_path / "b", **_inputs(tiny, kind="hard"), license=None)
+    meta = yaml.safe_load((no_license / "README.md").read_text().split("---\n")[1])
+    assert meta["license"] == "other" and "safetensors" not in [f["name"] for f in meta["dataset_info"]["features"]]
+
+
+def test_datasets_loads_the_card_with_class_names_and_no_torch(tmp_path, tiny):
+    """Runs where the optional `datasets` package is installed (it is not an slc dependency)."""
+    pytest.importorskip("datasets")
+    art = write_artifact(tmp_path / "tiny-1.0.0", **_inputs(tiny, kind="topk"), shard_samples=3)
+    code = (
+        "import sys\nfrom datasets import load_dataset\nfrom safetensors.numpy import load\n"
+        f"ds = load_dataset({str(art)!r}, split='train')\ns = ds[3]\n"
+        "print(ds.features['cls'].names, len(ds), s['cls'], s['json']['source'], sorted(load(s['safetensors'])), 'torch' in sys.modules)"
+    )
+    env = {**os.environ, "HF_DATASETS_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout.strip()
+    assert out == f"{tiny.classes} 8 1 {_inputs(tiny)['source_ids'][3]} ['topk_indices', 'topk_values', 'view.crop', 'view.flip'] False"
 
 
 # ---------------------------------------------------------------- inspect
@@ -646,6 +719,23 @@ def test_inspect_figures_on_a_hand_made_label_set(tmp_path, tiny):
     art = load(info["path"])
     assert b["images"] == sum(len(art.encoded(i)[0]) for i in range(4))
     assert b["labels"] == sum(len(art.sample_bytes(i)["safetensors"]) for i in range(4))
+    # per class (one image each): entropy and whether the label's top class is the true one
+    assert [r["class"] for r in info["per_class"]] == tiny.classes == info["class_names"]
+    assert [r["images"] for r in info["per_class"]] == [1, 1, 1, 1]
+    assert [r["top1_agreement"] for r in info["per_class"]] == [1.0, 1.0, 0.0, 1.0]
+    assert [r["mean_entropy_nats"] for r in info["per_class"]] == pytest.approx(h, abs=1e-6)
+    assert info["selection"] == {}  # the hand-made set records no selection
+    # "other" explained: tar headers and padding, .cls and .json members, manifest and card
+    with tarfile.open(Path(info["path"]) / "data/train-000000.tar") as tar:
+        sizes = {m.name: m.size for m in tar}
+    shard = (Path(info["path"]) / "data/train-000000.tar").stat().st_size
+    op, lp = b["other_parts"], b["labels_parts"]
+    assert op["tar_headers_and_padding"] == shard - sum(sizes.values())
+    assert op["cls_members"] == sum(v for k, v in sizes.items() if k.endswith(".cls")) == 4
+    assert op["json_members"] == sum(v for k, v in sizes.items() if k.endswith(".json"))
+    assert (op["manifest"], op["card"]) == ((Path(info["path"]) / "manifest.json").stat().st_size, (Path(info["path"]) / "README.md").stat().st_size)
+    assert sum(op.values()) == b["other"] and sum(lp.values()) == b["labels"]
+    assert lp["label_values"] == 4 * 4 * 2 and lp["view_params"] == 0  # 4 samples x 4 classes x fp16
 
 
 def test_inspect_cli_table_and_json(tmp_path, tiny, capsys):
@@ -654,6 +744,7 @@ def test_inspect_cli_table_and_json(tmp_path, tiny, capsys):
     assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(inspect_artifact(art)))
     assert slc(["inspect", str(art)]) == 0
     table = capsys.readouterr().out
-    for needle in ("hand 1.0.0", "top-1 agrees with class  75.0%", "convnet_d3@0.25#0 (epoch 0.25, test accuracy 40.0%)", "T=1.5", "content hash"):
+    for needle in ("hand 1.0.0", "top-1 agrees with class  75.0%", "convnet_d3@0.25#0 (epoch 0.25, test accuracy 40.0%)", "T=1.5", "content hash",
+                   "class_0, class_1, class_2, class_3", "| class_2 | 1 | 0.5623 | 0.0% |", "tar headers and padding", "selection                not recorded"):
         assert needle in table
     assert slc(["inspect", str(tmp_path / "missing")]) == 2

@@ -79,9 +79,9 @@ def test_table_rows_and_failed_runs():
     results = {"b": {"figures": [{"name": "speed", "value": 0.93, "unit": "x", "target": ">= 0.9"}]}, "a": {"figures": [{"name": "acc", "value": 46.25, "unit": "%", "target": "paper 46.3"}]}}
     text = run_all.table(results, {"c": {"status": "timed out after 5 s", "command": "c.py", "wall_s": 5.0}})
     lines = text.splitlines()
-    assert lines[2] == "| a | acc | 46.2 | % | paper 46.3 |  |"
-    assert lines[3] == "| b | speed | 0.93 | x | >= 0.9 | yes |"
-    assert lines[4] == "| c | run | timed out after 5 s | | | no |"
+    assert lines[2] == "| a | not recorded | acc | 46.2 | % | paper 46.3 |  |"
+    assert lines[3] == "| b | not recorded | speed | 0.93 | x | >= 0.9 | yes |"
+    assert lines[4] == "| c | `python c.py` | run | timed out after 5 s | | | no |"
 
 
 def test_update_readme_replaces_only_between_markers(tmp_path):
@@ -105,8 +105,8 @@ def test_main_no_run_writes_readme_table(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(run_all, "README", tmp_path / "README.md")
     assert run_all.main(["--no-run"]) == 0
     text = (tmp_path / "README.md").read_text()
-    assert "| x | ratio | 0.97 | x | >= 0.9 | yes |" in text
-    assert "| broken | result file | unreadable" in text
+    assert "| x | not recorded | ratio | 0.97 | x | >= 0.9 | yes |" in text
+    assert "| broken | not recorded | result file | unreadable" in text
     assert "Command: `python benchmarks/run_all.py --no-run`" in text and "torch " in text
 
 

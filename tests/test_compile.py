@@ -13,10 +13,11 @@ import pytest
 import torch
 
 from cli.main import main
+from lazyset import add_teachers, corrupt, write_folder
 from sl_compiler.artifact import load, verify
 from sl_compiler.compile import compile_artifact
-from sl_compiler.data import load_dataset, normalize
-from sl_compiler.errors import ArtifactError, ExpertError, RecipeError
+from sl_compiler.data import ImageSet, load_dataset, normalize
+from sl_compiler.errors import ArtifactError, DataError, ExpertError, RecipeError
 from sl_compiler.experts import ExpertStore, resolve
 from sl_compiler.experts.recipe import ExpertRecipe
 from sl_compiler.experts.train import train_trajectories
@@ -117,13 +118,13 @@ def test_a_stored_cutmix_view_rebuilt_from_its_parameters_gets_its_label_back(st
 def test_existing_output_is_refused_unless_forced_or_versioned(store, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     first = compile_artifact(recipe(), experts=store, device="cpu")
-    assert first == Path("artifacts/tiny-1.0.0")
+    assert first.parent == Path("artifacts") and first.name.startswith("tiny-1.0.0-")  # + the recipe's hash
     before = files(first)
     with pytest.raises(ArtifactError, match="already exists"):
-        compile_artifact(recipe(seed=9), experts=store, device="cpu")
+        compile_artifact(recipe(), experts=store, device="cpu")
     assert files(first) == before
-    assert compile_artifact(recipe(version="1.1.0"), experts=store, device="cpu") == Path("artifacts/tiny-1.1.0")
-    compile_artifact(recipe(seed=9), experts=store, device="cpu", force=True)
+    assert compile_artifact(recipe(version="1.1.0"), experts=store, device="cpu").name.startswith("tiny-1.1.0-")
+    compile_artifact(recipe(seed=9), experts=store, device="cpu", out=first, force=True)
     assert files(first) != before
     verify(first)
 
@@ -216,11 +217,45 @@ def test_throughput_benchmark_runs_and_writes_its_figures(tmp_path):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = tmp_path / "result.json"
-    result = bench.main(["--dataset", TINY, "--ipc", "2", "--views", "2", "--topk", "2", "--repeats", "1", "--device", "cpu", "--out", str(out)])
+    argv = ["--dataset", TINY, "--ipc", "2", "--views", "2", "--topk", "2", "--folder-images", "20", "--folder-resolution", "16", "--repeats", "1", "--device", "cpu", "--out", str(out)]
+    result = bench.main(argv)
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     assert [r["images"] for r in result["labelling"]] == [8, 16]
-    assert all(r["ratio"] > 0 for r in result["labelling"]) and len(result["compile"]) == 3
+    assert result["streamed_scoring"]["images"] == 20 and result["streamed_scoring"]["workers"] == 2
+    assert all(r["ratio"] > 0 for r in [*result["labelling"], result["streamed_scoring"]]) and len(result["compile"]) == 3
     assert {f["target"] for f in result["figures"]} == {">= 0.9", None}
+
+
+def test_the_bare_loops_of_the_throughput_benchmark_call_no_slc_code():
+    import ast
+
+    tree = ast.parse((ROOT / "benchmarks" / "compile_throughput.py").read_text())
+    functions = {node.name: node for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    imported = {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sl_compiler") for alias in node.names}
+    bare = [name for name in functions if name.startswith(("bare", "Bare"))]
+    assert {"bare_label", "bare_scores", "bare_cutmix", "BareFolder"} <= set(bare)
+    for name in bare:
+        used = {n.id for n in ast.walk(functions[name]) if isinstance(n, ast.Name)}
+        assert not used & imported, f"{name} uses slc's {sorted(used & imported)}"
+
+
+def test_the_memory_benchmark_measures_the_whole_process_tree():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("memory_compile", ROOT / "benchmarks" / "memory_compile.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    fill = "import sys, time; b = b'x' * (64 << 20); print('ready', flush=True); time.sleep(60)"
+    child = subprocess.Popen([sys.executable, "-c", fill], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"  # its 64 MiB are written
+        assert child.pid in bench.process_tree(os.getpid())
+        pss, rss = bench.memory_kib(child.pid)
+        assert 60 << 10 < pss <= rss
+    finally:
+        child.kill()
+        child.wait()
+    assert bench.memory_kib(child.pid) == (0, 0)
 
 
 @pytest.mark.real
@@ -240,3 +275,88 @@ def test_compile_real_cifar10_keeps_the_source_jpeg_bytes(tmp_path):
     picked = art.manifest["selection"]["source_indices"]
     assert art.manifest["selection"]["source_ids"] == [data.source_id(i) for i in picked]
     assert art.manifest["bytes"]["images"] == sum(len(data.encoded(i)[0]) for i in picked)
+
+
+# ---- datasets of files (ImageNet-like): streamed, flat in memory, independent of batching ---------
+
+
+@pytest.fixture
+def folder(tmp_path, monkeypatch):
+    """A lazy ImageFolder (3 classes x 6 JPEGs, decoded at 20 px) and a store with two teachers for it.
+
+    The in-memory limit is 0, as for ImageNet (far above it), so that compile loads it lazily too.
+    """
+    monkeypatch.setattr("sl_compiler.data.encoded.IN_MEMORY_LIMIT", 0)
+    root = write_folder(tmp_path / "root")
+    data = load_dataset(f"imagefolder:{root}", split="train")
+    assert data.pixels is None and data.shape == (3, 20, 20)
+    add_teachers(tmp_path / "experts", data, seeds=(0, 1))
+    return f"imagefolder:{root}", data, tmp_path / "experts"
+
+
+def count_decodes(monkeypatch) -> list[int]:
+    """Indices decoded in this process from now on (workers=0 decodes in-process)."""
+    decoded = []
+    real = ImageSet.decode_batch
+    monkeypatch.setattr(ImageSet, "decode_batch", lambda self, idx, skip_bad=False: (decoded.extend(idx), real(self, idx, skip_bad))[1])
+    return decoded
+
+
+@pytest.mark.parametrize("select", ["random", "ce-quantile"])
+def test_a_lazy_compile_decodes_once_what_it_needs_whatever_the_batch_and_workers(folder, tmp_path, monkeypatch, select):
+    spec, data, experts = folder
+    quantile = {"random": None, "ce-quantile": 0}[select]  # deciles of 6 images hold 1 each
+    r = Recipe(dataset=spec, ipc=2 if quantile is None else 1, teacher="convnet_d3@0#0-1", name="lazy", views=3, augment="cutmix+rrc", topk=2, select=select, quantile=quantile)
+    decoded = count_decodes(monkeypatch)
+    a = compile_artifact(r, experts=experts, device="cpu", out=tmp_path / "a", batch_size=3, workers=0)
+    picked = load(a).manifest["selection"]["source_indices"]
+    # random reads only its picks; ce-quantile scores every image once for both teachers, then decodes its picks
+    expected = sorted(picked) if select == "random" else sorted([*range(len(data)), *picked])
+    assert sorted(decoded) == expected
+    monkeypatch.setenv("SLC_CACHE", str(tmp_path / "other-cache"))  # score again, in other batches and worker processes
+    b = compile_artifact(r, experts=experts, device="cpu", out=tmp_path / "b", batch_size=7, workers=2)
+    assert files(a) == files(b)
+    m = load(a).manifest
+    assert m["labels"]["precision"] == "float32"
+    assert m["labels"]["preprocess"] == {"resize": 20, "crop": [20, 20], "interpolation": "bilinear", "mean": data.info()["mean"], "std": data.info()["std"]}
+    assert m["bytes"]["images"] == sum(len(data.encoded(i)[0]) for i in picked)  # the source's own bytes
+    verify(a)
+
+
+@pytest.mark.parametrize("select", ["random", "ce-quantile"])
+def test_skip_bad_records_undecodable_files_and_never_selects_them(folder, tmp_path, monkeypatch, capsys, select):
+    spec, data, experts = folder
+    ipc, quantile = {"random": (2, None), "ce-quantile": (1, 0)}[select]
+    r = Recipe(dataset=spec, ipc=ipc, teacher="convnet_d3@0", name="skip", select=select, quantile=quantile)
+    first = load(compile_artifact(r, experts=experts, device="cpu", out=tmp_path / "clean", workers=0)).manifest["selection"]
+    bad = first["source_indices"][ipc]  # a pick (of class 1), so that it must be replaced
+    sid = corrupt(data, bad)
+    monkeypatch.setenv("SLC_CACHE", str(tmp_path / "fresh"))
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match=f"cannot decode image {sid}"):
+        compile_artifact(r, experts=experts, device="cpu", out=out, workers=0)
+    assert not out.exists() and not list(tmp_path.glob(".out*"))
+    argv = ["compile", "--dataset", spec, "--ipc", str(ipc), "--teacher", "convnet_d3@0", "--experts", str(experts), "--name", "skip", "--select", select]
+    argv += ["--quantile", "0"] if quantile is not None else []
+    assert main([*argv, "--device", "cpu", "--out", str(out), "--workers", "0", "--skip-bad"]) == 0
+    assert f"skipped {sid}: cannot decode image {sid}" in capsys.readouterr().err
+    sel = load(out).manifest["selection"]
+    assert [s["source"] for s in sel["skipped"]] == [sid] and sid in sel["skipped"][0]["problem"]
+    assert bad not in sel["source_indices"] and sid not in sel["source_ids"]
+    assert torch.bincount(data.targets[sel["source_indices"]], minlength=3).tolist() == [ipc] * 3
+    assert len(set(sel["source_indices"]) & set(first["source_indices"])) == 3 * ipc - 1  # only the bad pick is replaced
+    verify(out)
+
+
+def test_compile_decodes_at_the_teachers_preprocess_and_one_ensemble_shares_one(folder, tmp_path):
+    spec, data, _ = folder
+    small = load_dataset(spec, split="train", resolution=16)
+    experts = add_teachers(tmp_path / "small-experts", small)
+    art = load(compile_artifact(Recipe(dataset=spec, ipc=1, teacher="convnet_d3@0", name="small"), experts=experts, device="cpu", out=tmp_path / "a", workers=0))
+    assert art.manifest["dataset"]["resolution"] == [16, 16] and art.manifest["labels"]["preprocess"]["crop"] == [16, 16]
+    picked = art.manifest["selection"]["source_indices"]
+    assert torch.equal(art.images, small.images(picked))  # the stored JPEGs decode to what the teacher labelled
+    add_teachers(experts, data, seeds=(1,))  # seed 1 saw 20 px inputs
+    with pytest.raises(ExpertError, match=r"convnet_d3@0#0,1 were trained on differently preprocessed inputs \(convnet_d3#0: resize 16, crop 16x16.*convnet_d3#1: resize 20, crop 20x20"):
+        compile_artifact(Recipe(dataset=spec, ipc=1, teacher="convnet_d3@0#0-1", name="mixed"), experts=experts, device="cpu", out=tmp_path / "b")
+    assert not (tmp_path / "b").exists()

@@ -31,6 +31,6 @@ def test_demo_runs_the_whole_pipeline(tmp_path):
 
 
 def test_demo_is_a_cli_command():
-    assert "demo" in cli.commands
+    assert "demo" in cli.list_commands(None)
     out = CliRunner().invoke(cli, ["demo", "--help"])
     assert out.exit_code == 0 and "--out" in out.output and "--device" in out.output

@@ -144,7 +144,7 @@ def test_pull_round_trip_is_byte_identical(hub, client, artifact, published, wor
 
 
 def test_hf_uri_works_where_an_artifact_path_does(client, artifact, published):
-    code = "from sl_compiler.artifact import load\na = load('hf://tester/tiny@v1.0.0')\nprint(a.content_hash, len(a.targets))"
+    code = "from sl_compiler.hub import open_artifact\na = open_artifact('hf://tester/tiny@v1.0.0')\nprint(a.content_hash, len(a.targets))"
     result = client.python(code)
     OUTPUTS.extend([result["stdout"], result["stderr"]])
     assert result["rc"] == 0, result
@@ -229,6 +229,45 @@ def test_offline_pull_serves_the_cache(hub, clients, artifact, published):
     result = run(offline, "pull", f"{REPO}@v0.0.1")
     assert result["rc"] == 2 and "HF_HUB_OFFLINE=1" in one_line_error(result)
     assert len(hub.log) == requests  # offline means offline
+
+
+def test_verify_inspect_and_diff_take_hub_references(client, artifact, published):
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    result = run(client, "verify", f"hf://{REPO}@v1.0.0")
+    assert result["rc"] == 0 and result["stdout"].startswith("ok: tiny 1.0.0: 8 samples"), result
+    result = run(client, "inspect", f"hf://{REPO}@v1.0.0", "--json")
+    assert result["rc"] == 0 and json.loads(result["stdout"])["content_hash"] == manifest["content_hash"]
+    result = run(client, "diff", artifact, f"hf://{REPO}@v1.0.0")
+    assert result["rc"] == 0 and "content hashes are equal" in result["stdout"], result
+
+
+def test_publish_offline_says_what_to_do_and_sends_nothing(hub, clients, artifact):
+    offline = clients[1]
+    requests = len(hub.log)
+    result = run(offline, "publish", artifact, "--repo", "tester/offline")
+    assert result["rc"] == 2
+    line = one_line_error(result)
+    assert "cannot publish to tester/offline: HF_HUB_OFFLINE=1 forbids uploads" in line
+    assert f"unset HF_HUB_OFFLINE when online, then rerun slc publish {artifact} --repo tester/offline" in line
+    assert len(hub.log) == requests
+
+
+def test_publish_without_a_connection_names_the_endpoint_and_the_rerun(hub, workdir, artifact):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = client_env(hub, workdir)
+    env["HF_ENDPOINT"] = f"http://127.0.0.1:{port}"
+    unreachable = CliClient(env, cwd=str(workdir))
+    try:
+        result = run(unreachable, "publish", artifact, "--repo", "tester/nowhere")
+    finally:
+        unreachable.close()
+    assert result["rc"] == 2
+    line = one_line_error(result)
+    assert f"cannot reach http://127.0.0.1:{port} to upload tester/nowhere" in line and f"rerun slc publish {artifact} --repo tester/nowhere" in line
 
 
 def test_the_token_never_appears_in_output_or_files(workdir, published):

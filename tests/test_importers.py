@@ -278,3 +278,44 @@ def test_cli_import_prints_the_artifact_and_errors_in_one_line(tmp_path, target,
     assert main(["import", "tensor", str(images), str(labels), "--dataset", TINY, "--mean", mean, "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --mean and --std go together")
+
+
+def test_tensor_soft_labels_are_class_major_by_default_as_dd_ranking_writes_them(tmp_path, target, capsys):
+    images = save(normalised(pixels(8, seed=12), target), tmp_path / "x.pt")
+    probs = torch.softmax(torch.randn(8, 4, generator=torch.Generator().manual_seed(13)), 1)
+    probs[:, 3] += 5.0  # every soft label's argmax is class 3: the argmax rule would put all 8 images in one class
+    probs = probs / probs.sum(1, keepdim=True)
+    labels = save(probs, tmp_path / "y.pt")
+    art = load(import_tensor(images, labels, dataset=TINY, out=tmp_path / "a"), verify=True)
+    assert art.targets.tolist() == [0, 0, 1, 1, 2, 2, 3, 3] and art.ipc == 2
+    assert art.manifest["provenance"]["targets"]["rule"] == "class-major"
+    art = load(import_tensor(images, labels, dataset=TINY, targets="argmax", out=tmp_path / "b"))
+    assert art.targets.tolist() == [3] * 8 and art.manifest["provenance"]["targets"]["rule"] == "argmax"
+    order = torch.tensor([1, 0, 3, 2, 1, 0, 3, 2])
+    for path in (save(order, tmp_path / "t.pt"), tmp_path / "t.npy"):
+        np.save(tmp_path / "t.npy", order.numpy())
+        art = load(import_tensor(images, labels, dataset=TINY, targets=path, out=tmp_path / path.suffix[1:]), verify=True)
+        assert art.targets.tolist() == order.tolist()
+        rec = art.manifest["provenance"]["targets"]
+        assert rec == {"rule": "file", "file": path.name, "sha256": sha256(path)} and path.name in [f["file"] for f in art.manifest["provenance"]["files"]]
+    assert main(["import", "tensor", str(images), str(labels), "--dataset", TINY, "--targets", "argmax", "--out", str(tmp_path / "cli")]) == 0
+    assert "classes: argmax (each soft label's most likely class)" in capsys.readouterr().out
+
+
+def test_tensor_targets_that_cannot_be_known_or_do_not_fit_are_errors(tmp_path, target):
+    images = save(normalised(pixels(6, seed=14), target), tmp_path / "x.pt")
+    soft = save(torch.softmax(torch.randn(6, 4), 1), tmp_path / "y.pt")
+    with pytest.raises(ImporterError, match="6 soft labels for 4 classes is not a whole number per class.*--targets FILE.*--targets argmax"):
+        import_tensor(images, soft, dataset=TINY, out=tmp_path / "a")
+    with pytest.raises(ImporterError, match="t.pt: targets are torch.int64 \\(5,\\)"):
+        import_tensor(images, soft, dataset=TINY, targets=save(torch.zeros(5, dtype=torch.long), tmp_path / "t.pt"), out=tmp_path / "a")
+    with pytest.raises(ImporterError, match="targets run 4..9 but the dataset has 4 classes"):
+        import_tensor(images, soft, dataset=TINY, targets=save(torch.arange(6) + 4, tmp_path / "t.pt"), out=tmp_path / "a")
+    np.save(tmp_path / "t.npy", np.array([object()] * 6, dtype=object), allow_pickle=True)
+    with pytest.raises(ImporterError, match="not a plain .npy array"):
+        import_tensor(images, soft, dataset=TINY, targets=tmp_path / "t.npy", out=tmp_path / "a")
+    hard = save(torch.tensor([0, 1, 2, 3, 0, 1]), tmp_path / "h.pt")
+    assert load(import_tensor(images, hard, dataset=TINY, out=tmp_path / "h")).manifest["provenance"]["targets"]["rule"] == "labels"
+    with pytest.raises(ImporterError, match="image 1 has hard label 1 but --targets gives class 0"):
+        import_tensor(images, hard, dataset=TINY, targets=save(torch.zeros(6, dtype=torch.long), tmp_path / "t.pt"), out=tmp_path / "a")
+    assert not (tmp_path / "a").exists()

@@ -13,7 +13,8 @@ from sl_compiler.errors import ExpertError, RecipeError
 from sl_compiler.experts import resolve
 from sl_compiler.experts.recipe import ExpertRecipe
 from sl_compiler.experts.train import train_trajectories
-from sl_compiler.label import AugmentedViews, SplitImages, gather, replay, sample_views, soft_labels, teacher_logits
+from lazyset import add_teachers, lazy, write_folder
+from sl_compiler.label import PRECISION, AugmentedViews, gather, replay, sample_views, soft_labels, teacher_labels, teacher_logits
 from sl_compiler.label.views import PARAM_DTYPES
 
 SHAPE = (3, 16, 16)
@@ -48,12 +49,110 @@ def test_ensemble_averages_member_logits(setup):
     torch.testing.assert_close(one[0], direct, rtol=1e-5, atol=1e-5)
 
 
-def test_logits_do_not_depend_on_batch_size_or_source_kind(setup):
+@pytest.fixture(scope="module")
+def lazy_setup(tmp_path_factory):
+    root = write_folder(tmp_path_factory.mktemp("folder") / "root", per_class=5)  # 15 images: batches of 7 leave one
+    data = lazy(root)
+    store = add_teachers(tmp_path_factory.mktemp("lazy-experts"), data, seeds=(0, 1))
+    return data, resolve("convnet_d3@0#0-1", store, data.info())
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_logits_do_not_depend_on_batch_size_workers_or_source_kind(lazy_setup, workers):
+    data, teachers = lazy_setup
+    assert data.pixels is None
+    pixels = data.images()
+    reference = teacher_logits(teachers, pixels, data.mean, data.std, "cpu", batch_size=len(pixels))
+    for batch_size in (3, 7):  # 7 leaves a batch of one, which CPU kernels would round differently
+        streamed = teacher_logits(teachers, data, data.mean, data.std, "cpu", batch_size=batch_size, workers=workers)
+        assert streamed.dtype == torch.float32 and streamed.shape == (15, 3)
+        assert streamed.numpy().tobytes() == reference.numpy().tobytes()
+
+
+def test_an_ensemble_decodes_each_image_once_and_loads_each_teacher_once(lazy_setup, monkeypatch):
+    data, teachers = lazy_setup
+    decoded, loads = [], []
+    real_decode = type(data).decode_batch
+    monkeypatch.setattr(type(data), "decode_batch", lambda self, idx, skip_bad=False: (decoded.extend(idx), real_decode(self, idx, skip_bad))[1])
+
+    class Counted:
+        def __init__(self, teacher):
+            self.teacher, self.reference = teacher, teacher.reference
+
+        def load(self, device):
+            loads.append(self.reference)
+            return self.teacher.load(device)
+
+    both = teacher_logits([Counted(t) for t in teachers], data, data.mean, data.std, "cpu", batch_size=4, workers=0)
+    assert sorted(decoded) == list(range(15))  # one decode pass for both teachers
+    assert loads == [t.reference for t in teachers]
+    one = [teacher_logits([t], data.images(), data.mean, data.std, "cpu") for t in teachers]
+    torch.testing.assert_close(both, (one[0] + one[1]) / 2, rtol=0, atol=1e-6)
+
+
+class Probe(nn.Module):
+    """A teacher that records the precision it runs at: autocast state, TF32 flags, its output dtype."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(3 * 16 * 16, 4)
+        self.seen = []
+
+    def forward(self, x):
+        out = self.linear(x.flatten(1))
+        self.seen.append(
+            {
+                "autocast": torch.is_autocast_enabled(x.device.type),
+                "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+                "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+                "dtype": out.dtype,
+            }
+        )
+        return out
+
+
+class ProbeTeacher:
+    reference = "probe@1#0"
+
+    def __init__(self):
+        self.model = Probe()
+
+    def load(self, device):
+        return self.model.eval()
+
+
+def test_teachers_label_in_fp32_with_autocast_and_tf32_off(setup):
+    data, _ = setup
+    teacher = ProbeTeacher()
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # a caller's autocast must not reach the teacher
+            teacher_logits([teacher], data.pixels[:6], data.mean, data.std, "cpu", batch_size=4)
+            teacher_labels([teacher], data.pixels[:6], data.mean, data.std, "cpu", batch_size=4)
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32  # restored after
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+    assert len(teacher.model.seen) == 4
+    assert all(s == {"autocast": False, "tf32_matmul": False, "tf32_cudnn": False, "dtype": torch.float32} for s in teacher.model.seen)
+    assert PRECISION == "float32"
+
+
+@pytest.mark.parametrize("topk", [None, 2])
+def test_stored_labels_are_the_soft_labels_of_the_logits_whatever_the_batch(setup, topk):
     data, teachers = setup
-    a = teacher_logits(teachers[:1], data, data.mean, data.std, "cpu", batch_size=5)
-    b = teacher_logits(teachers[:1], SplitImages(data), data.mean, data.std, "cpu", batch_size=48)
-    assert a.shape == (48, 4)
-    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    images = data.pixels[:7]
+    params = sample_views(keys(7), 3, "cutmix+rrc", seed=0, shape=data.shape)
+    views = AugmentedViews(images, params)
+    logits = teacher_logits(teachers, views, data.mean, data.std, "cpu", batch_size=21)
+    expected = soft_labels(logits.view(7, 3, -1), 2.0, topk)
+    for batch_size in (3, 7, 4):  # 4 leaves a batch of one
+        got = teacher_labels(teachers, views, data.mean, data.std, "cpu", batch_size=batch_size, views=3, temperature=2.0, topk=topk)
+        assert set(got) == set(expected)
+        for name, value in got.items():
+            assert value.shape == expected[name].shape
+            assert value.dtype == (torch.int16 if name == "topk_indices" else torch.float16)
+            assert torch.equal(value, expected[name].to(value.dtype))
 
 
 class NaNTeacher:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from sl_compiler.data import load_dataset
-from sl_compiler.errors import RecipeError
+from lazyset import add_teachers, corrupt, lazy, write_folder
+from sl_compiler.data import load_dataset, normalize
+from sl_compiler.errors import DataError, RecipeError
 from sl_compiler.experts import resolve
 from sl_compiler.experts.recipe import ExpertRecipe
 from sl_compiler.experts.train import train_trajectories
-from sl_compiler.label import teacher as teacher_module
-from sl_compiler.select import ce_quantile, ce_scores, per_class_ranks, quantile_per_class, random_per_class, scores_path
+from sl_compiler.label import Ensemble, run_teachers
+from sl_compiler.select import ce_quantile, ce_scores, parts_dir, per_class_ranks, quantile_per_class, random_per_class, scores_path
 
 CLASSES = [f"c{i}" for i in range(4)]
 
@@ -83,21 +87,107 @@ def test_ce_scores_are_cross_entropy_and_cached(store, tmp_path, monkeypatch):
     data = load_dataset(TINY, split="train")
     teachers = resolve("convnet_d3@1", store, data.info())
     scores = ce_scores(teachers, data, device="cpu", batch_size=7)
+    assert scores.values.dtype == torch.float32 and scores.values.shape == (48,) and scores.skipped == []
     model = teachers[0].load("cpu")
-    from sl_compiler.data import normalize
-
     with torch.no_grad():
         expected = F.cross_entropy(model(normalize(data.pixels, data.mean, data.std)), data.targets, reduction="none")
-    torch.testing.assert_close(scores, expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(scores.values, expected, rtol=1e-4, atol=1e-4)
     path = scores_path(data.fingerprint(), teachers)
-    assert path.is_file() and path.parent == tmp_path / "cache" / "scores"
+    assert path.is_file() and path.parent == tmp_path / "cache" / "scores" and not parts_dir(path).exists()
 
     def no_teacher(*args, **kwargs):
         raise AssertionError("cached scores must not run the teacher again")
 
-    monkeypatch.setattr(ce_quantile, "teacher_logits", no_teacher)
-    assert torch.equal(ce_scores(teachers, data, device="cpu"), scores)
+    monkeypatch.setattr(ce_quantile, "run_teachers", no_teacher)
+    assert torch.equal(ce_scores(teachers, data, device="cpu").values, scores.values)
 
     path.write_bytes(b"not safetensors")  # a damaged cache entry is recomputed
-    monkeypatch.setattr(ce_quantile, "teacher_logits", teacher_module.teacher_logits)
-    torch.testing.assert_close(ce_scores(teachers, data, device="cpu"), scores)
+    monkeypatch.setattr(ce_quantile, "run_teachers", run_teachers)
+    assert torch.equal(ce_scores(teachers, data, device="cpu").values, scores.values)
+
+
+@pytest.fixture
+def lazy_set(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLC_CACHE", str(tmp_path / "cache"))
+    data = lazy(write_folder(tmp_path / "root", per_class=5))  # 3 classes x 5
+    store = add_teachers(tmp_path / "experts", data, seeds=(0, 1))
+    return data, resolve("convnet_d3@0#0-1", store, data.info())
+
+
+def test_scores_do_not_depend_on_batch_size_workers_or_chunking(lazy_set, monkeypatch):
+    data, teachers = lazy_set
+    runs = []
+    for batch_size, workers, chunk in ((3, 0, 4096), (7, 2, 4), (15, 0, 5)):
+        monkeypatch.setenv("SLC_CACHE", str(Path(os.environ["SLC_CACHE"]).parent / f"cache-{batch_size}"))
+        runs.append(ce_scores(teachers, data, device="cpu", batch_size=batch_size, workers=workers, chunk=chunk).values)
+    assert all(r.numpy().tobytes() == runs[0].numpy().tobytes() for r in runs)
+    assert bool(torch.isfinite(runs[0]).all())
+
+
+class Dying(Ensemble):
+    """An ensemble that is killed (KeyboardInterrupt) at its ``die_at``-th batch, and counts images."""
+
+    def __init__(self, *args, die_at=None):
+        super().__init__(*args)
+        self.die_at, self.calls, self.images = die_at, 0, 0
+
+    def __call__(self, pixels):
+        self.calls += 1
+        if self.calls == self.die_at:
+            raise KeyboardInterrupt
+        self.images += len(pixels)
+        return super().__call__(pixels)
+
+
+def test_a_killed_scoring_run_resumes_from_its_finished_chunks(lazy_set):
+    data, teachers = lazy_set
+    killed = Dying(teachers, data.mean, data.std, "cpu", die_at=4)  # batches of 3 in chunks of 5: [3, 2], [3, 2], [3, 2]
+    with pytest.raises(KeyboardInterrupt):
+        ce_scores(killed, data, batch_size=3, workers=0, chunk=5)
+    path = scores_path(data.fingerprint(), teachers)
+    assert not path.exists() and sorted(p.name for p in parts_dir(path).iterdir()) == ["000000000000-000000000005.safetensors"]
+    resumed = Dying(teachers, data.mean, data.std, "cpu")
+    scores = ce_scores(resumed, data, batch_size=3, workers=0, chunk=5)
+    assert resumed.images == 10  # only the two unfinished chunks were scored again
+    assert path.is_file() and not parts_dir(path).exists()
+    path.unlink()
+    whole = ce_scores(teachers, data, device="cpu", batch_size=3, workers=0)
+    assert scores.values.numpy().tobytes() == whole.values.numpy().tobytes()
+
+
+def test_undecodable_images_score_nan_are_recorded_and_never_selected(lazy_set):
+    data, teachers = lazy_set
+    bad = 6
+    sid = corrupt(data, bad)
+    with pytest.raises(DataError, match=f"cannot decode image {sid}"):
+        ce_scores(teachers, data, device="cpu", batch_size=4, workers=0)
+    scores = ce_scores(teachers, data, device="cpu", batch_size=4, workers=0, skip_bad=True)
+    assert [(i, s) for i, s, _ in scores.skipped] == [(bad, sid)]
+    assert torch.isnan(scores.values).nonzero().flatten().tolist() == [bad]
+    assert bool(torch.isfinite(scores.values[torch.arange(15) != bad]).all())
+    # ranks 0-4 of a class of 5 fall in deciles 0, 2, 4, 6, 8; the bad one's class has 4 scored images (deciles 0, 2, 5, 7)
+    picked = {i for q in (0, 2) for i in quantile_per_class(scores.values, data.targets, data.classes, 1, q, seed=0).tolist()}
+    assert bad not in picked and len(picked) == 6
+    with pytest.raises(RecipeError, match="larger than decile 8 of class 'bee' \\(0 images\\)"):  # a NaN would rank last, in decile 8
+        quantile_per_class(scores.values, data.targets, data.classes, 1, 8, seed=0)
+    # cached with the skip, it is reused with skip_bad; without it the file is tried again (here: still bad)
+    assert ce_scores(teachers, data, device="cpu", skip_bad=True).skipped == scores.skipped
+    with pytest.raises(DataError, match=f"cannot decode image {sid}"):
+        ce_scores(teachers, data, device="cpu", workers=0)
+
+
+def test_random_selection_without_excluded_images_replaces_them_with_the_next_draw():
+    targets = torch.arange(4).repeat_interleave(25)
+    base = random_per_class(targets, CLASSES, 5, seed=0)
+    exclude = torch.zeros(100, dtype=torch.bool)
+    exclude[base[[0, 7]]] = True
+    picked = random_per_class(targets, CLASSES, 5, seed=0, exclude=exclude)
+    assert torch.bincount(targets[picked], minlength=4).tolist() == [5, 5, 5, 5]
+    assert not set(picked.tolist()) & set(base[[0, 7]].tolist())
+    assert len(set(picked.tolist()) & set(base.tolist())) == 18  # every other pick kept
+    exclude[targets == 2] = True
+    exclude[torch.nonzero(targets == 2).flatten()[:21]] = False  # 21 left: fine; 4 left: too few
+    random_per_class(targets, CLASSES, 5, seed=0, exclude=exclude)
+    exclude[torch.nonzero(targets == 2).flatten()[:21]] = True
+    with pytest.raises(RecipeError, match="larger than the smallest class"):
+        random_per_class(targets, CLASSES, 5, seed=0, exclude=exclude)

@@ -37,8 +37,23 @@ def _yaml_str(text: str) -> str:
     return json.dumps(str(text), ensure_ascii=False)
 
 
-def front_matter(manifest: dict) -> str:
-    """Hub metadata: license, task, tags, pretty name, size and the WebDataset data files."""
+def features(manifest: dict, image_exts: list[str]) -> list[str]:
+    """YAML lines of ``dataset_info`` (the Hub's dataset card metadata): the columns ``datasets``'
+    WebDataset loader yields, with the class names as a ClassLabel, and the download size."""
+    lines = ["dataset_info:", "  features:", "  - name: cls", "    dtype:", "      class_label:", "        names:"]
+    lines += [f"          '{i}': {_yaml_str(c)}" for i, c in enumerate(manifest["dataset"]["classes"])]
+    lines += ["  - name: json", "    struct:"]
+    lines += [f"    - name: {k}\n      dtype: {t}" for k, t in (("class", "int64"), ("label", "string"), ("source", "string"))]
+    lines += [f"  - name: {ext}\n    dtype: image" for ext in image_exts]
+    if manifest["labels"]["kind"] != "hard":
+        lines += ["  - name: safetensors", "    dtype: binary"]
+    lines += ["  - name: __key__", "    dtype: string", "  - name: __url__", "    dtype: string"]
+    lines += [f"  download_size: {manifest['bytes']['shards']}"]  # no `splits`: its num_bytes is the Arrow size, unknown here
+    return lines
+
+
+def front_matter(manifest: dict, image_exts: list[str]) -> str:
+    """Hub metadata: license, task, tags, pretty name, size, the columns with the class names, and the WebDataset data files."""
     lines = [
         "---",
         f"license: {_yaml_str(manifest.get('license') or 'other')}",
@@ -51,6 +66,7 @@ def front_matter(manifest: dict) -> str:
         f"pretty_name: {_yaml_str(pretty_name(manifest))}",
         "size_categories:",
         f"- {_yaml_str(size_category(manifest['counts']['samples']))}",
+        *features(manifest, image_exts),
         "configs:",
         "- config_name: default",
         "  data_files:",
@@ -89,7 +105,8 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(out)
 
 
-def render_card(manifest: dict) -> str:
+def render_card(manifest: dict, image_exts: list[str]) -> str:
+    """README.md for ``manifest`` whose samples store their images as ``image_exts`` (``["png"]``, ``["jpg"]``)."""
     m = manifest
     ds, labels = m["dataset"], m["labels"]
     name = f"{m['name']}-{m['version']}"
@@ -106,7 +123,7 @@ def render_card(manifest: dict) -> str:
     shard_rows = [[f"`{s['path']}`", s["samples"], s["bytes"], f"`{s['sha256']}`"] for s in m["shards"]]
     extra = {k: v for k, v in labels.items() if k not in ("kind", "views", "num_classes", "dtype", "k", "index_dtype", "fill", "view_params")}
     parts = [
-        front_matter(m),
+        front_matter(m, image_exts),
         f"# {name}",
         "",
         f"A distilled version of **{ds['name']}** ({ds['num_classes']} classes, {ds['channels']}x{ds['resolution'][0]}x{ds['resolution'][1]}): "
@@ -117,7 +134,8 @@ def render_card(manifest: dict) -> str:
         "",
         "## How it was made",
         "",
-        f"Selection: `{json.dumps({k: v for k, v in (m.get('selection') or {}).items() if k != 'source_indices'}, sort_keys=True)}`.",
+        f"Selection: `{json.dumps({k: v for k, v in (m.get('selection') or {}).items() if k not in ('source_indices', 'source_ids')}, sort_keys=True)}` "
+        f"(each image's source is in its `.json`, and the list in `{MANIFEST}`).",
         "",
         "Recipe:",
         "",
@@ -135,24 +153,31 @@ def render_card(manifest: dict) -> str:
     parts += [
         "## Load it",
         "",
-        "With slc:",
-        "",
-        "```python",
-        "from sl_compiler.artifact import load",
-        f'art = load("{name}")          # or "hf://OWNER/NAME@REV"',
-        "images, labels = art.images, art.dense_labels()   # uint8 (N, C, H, W), float32 (N, V, C)",
-        "```",
-        "",
-        f"`slc verify {name}` checks every checksum; `slc evaluate {name}` trains students on it.",
-        "",
-        "With `datasets` (each sample's `safetensors` field holds its label tensors):",
+        "With `datasets` and `safetensors` (no torch needed):",
         "",
         "```python",
         "from datasets import load_dataset",
-        "from safetensors.torch import load as load_tensors",
-        'ds = load_dataset("webdataset", data_files={"train": "data/train-*.tar"}, split="train")',
-        'labels = load_tensors(ds[0]["safetensors"])',
+        "from safetensors.numpy import load",
+        f'ds = load_dataset("OWNER/NAME", split="train")   # or a local copy: load_dataset("{name}", split="train")',
+        "sample = ds[0]   # cls: the class (ClassLabel), json: class, label and source, the image as PIL"
+        + ("" if labels["kind"] == "hard" else ", safetensors: bytes"),
+    ]
+    if labels["kind"] != "hard":
+        values = "probs" if labels["kind"] == "dense" else "topk_values"
+        parts += [f'labels = load(sample["safetensors"])   # numpy: {values} float16 [{labels["views"]}, {labels["k"] or labels["num_classes"]}]' + (", view.* parameters" if labels.get("view_params") else "")]
+    parts += [
         "```",
+        "",
+        "With slc (tensors, a torch Dataset, or students trained on it):",
+        "",
+        "```python",
+        "from sl_compiler.hub import open_artifact",
+        f'art = open_artifact("hf://OWNER/NAME@REV")   # or the local folder "{name}"',
+        "images, labels = art.images, art.dense_labels()   # uint8 (N, C, H, W), float32 (N, V, C)",
+        "```",
+        "",
+        f"`slc verify {name}` checks every byte against the manifest; `slc evaluate {name}` trains students on it;",
+        f"`slc diff {name} hf://OWNER/NAME@REV` says whether a rebuild matches.",
         "",
         "## Label schema",
         "",
@@ -162,7 +187,7 @@ def render_card(manifest: dict) -> str:
     ]
     parts += [f"- {k}: `{json.dumps(v, sort_keys=True)}`" for k, v in sorted(extra.items())]
     parts += [
-        f"- per sample: `<key>.png|jpg` image, `<key>.cls` class, `<key>.json` source and class"
+        f"- per sample: `<key>.{'|'.join(image_exts)}` image, `<key>.cls` class, `<key>.json` source and class"
         + ("" if labels["kind"] == "hard" else ", `<key>.safetensors` labels"),
         f"- normalisation: mean {ds['mean']}, std {ds['std']}",
         "",

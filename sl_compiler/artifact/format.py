@@ -14,7 +14,7 @@ import tarfile
 
 import torch
 
-from ..errors import ArtifactError, VerifyError
+from ..errors import ArtifactError
 
 FORMAT = "slc-artifact/1"
 MANIFEST = "manifest.json"
@@ -52,6 +52,7 @@ SEMVER_RE = re.compile(
     r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
 )
 CONTENT_DATASET_KEYS = ("name", "classes", "channels", "resolution", "mean", "std", "fingerprint")
+HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 def check_name(name: str) -> str:
@@ -160,79 +161,3 @@ def label_problems(kind: str, tensors: dict[str, torch.Tensor], num_classes: int
         return None
     bad = bad.reshape(bad.shape[0], -1).any(-1)
     return bad if bool(bad.any()) else None
-
-
-# manifest keys and their JSON types (spec: manifest.json); None in a tuple allows null
-MANIFEST_TYPES = {
-    "format": str,
-    "name": str,
-    "version": str,
-    "slc_version": str,
-    "dataset": dict,
-    "ipc": (int, type(None)),
-    "counts": dict,
-    "recipe": dict,
-    "teachers": list,
-    "selection": dict,
-    "provenance": dict,
-    "license": (str, type(None)),
-    "labels": dict,
-    "bytes": dict,
-    "shards": list,
-    "content_hash": str,
-}
-DATASET_TYPES = {"name": str, "classes": list, "num_classes": int, "channels": int, "resolution": list, "mean": list, "std": list}
-LABEL_TYPES = {
-    "kind": str,
-    "views": int,
-    "num_classes": int,
-    "dtype": (str, type(None)),
-    "k": (int, type(None)),
-    "index_dtype": (str, type(None)),
-    "fill": (str, type(None)),
-    "view_params": dict,
-}
-SHARD_TYPES = {"path": str, "sha256": str, "bytes": int, "samples": int}
-
-
-def check_manifest(manifest, where: str = MANIFEST) -> None:
-    """Raise VerifyError (an ArtifactError) naming ``where`` when the manifest breaks the schema."""
-
-    def fail(problem: str):
-        raise VerifyError(f"{where}: {problem}", "rebuild the artifact or restore the original manifest", path=where)
-
-    def check(obj, types: dict, prefix: str):
-        if not isinstance(obj, dict):
-            fail(f"{prefix or 'manifest'} is not an object")
-        for key, typ in types.items():
-            if key not in obj:
-                fail(f"missing {prefix}{key}")
-            value = obj[key]
-            if isinstance(value, bool) or not isinstance(value, typ):
-                fail(f"{prefix}{key} has the wrong type ({type(value).__name__})")
-
-    if isinstance(manifest, dict) and manifest.get("format") != FORMAT:
-        fail(f"unknown format {manifest.get('format')!r} (this slc reads {FORMAT}; a newer slc may read it)")
-    check(manifest, MANIFEST_TYPES, "")
-    check(manifest["dataset"], DATASET_TYPES, "dataset.")
-    check(manifest["labels"], LABEL_TYPES, "labels.")
-    labels, dataset = manifest["labels"], manifest["dataset"]
-    if labels["kind"] not in LABEL_KINDS:
-        fail(f"unknown labels.kind {labels['kind']!r}")
-    if labels["num_classes"] != dataset["num_classes"] or len(dataset["classes"]) != dataset["num_classes"]:
-        fail("class counts of dataset and labels disagree")
-    if labels["kind"] == "topk" and (labels["k"] is None or labels["fill"] not in FILL_RULES or labels["index_dtype"] not in ("int16", "int32")):
-        fail("top-k labels need k, fill and index_dtype")
-    if labels["kind"] != "hard" and labels["dtype"] != "float16":
-        fail(f"labels.dtype {labels['dtype']!r} is not float16")
-    for vname, spec in labels["view_params"].items():
-        if not VIEW_NAME_RE.match(vname) or not isinstance(spec, dict) or spec.get("dtype") not in VIEW_DTYPES or not isinstance(spec.get("shape"), list):
-            fail(f"labels.view_params[{vname!r}] is malformed")
-    if not manifest["shards"]:
-        fail("no shards listed")
-    for i, shard in enumerate(manifest["shards"]):
-        check(shard, SHARD_TYPES, f"shards[{i}].")
-        if shard["path"] != shard_path(i):
-            fail(f"shards[{i}].path is {shard['path']!r}, expected {shard_path(i)!r}")
-    check(manifest["counts"], {"samples": int, "per_class": list}, "counts.")
-    check(manifest["bytes"], {"images": int, "labels": int, "shards": int}, "bytes.")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import torch
 
+from . import format as fmt
 from .card import teacher_reference
 from .reader import load
 
@@ -24,13 +26,70 @@ def label_statistics(probs: torch.Tensor, targets: torch.Tensor) -> dict:
     }
 
 
+def per_class_statistics(probs: torch.Tensor, targets: torch.Tensor, classes: list[str]) -> list[dict]:
+    """Per true class: images, mean label entropy (nats, over all views) and top-1 agreement with the class."""
+    entropy = (-torch.special.xlogy(probs, probs).sum(-1)).mean(-1)  # (N,)
+    agrees = (probs.argmax(-1) == targets.view(-1, 1)).float().mean(-1)  # (N,)
+    counts = torch.bincount(targets, minlength=len(classes))
+    ent_sum = torch.zeros(len(classes), dtype=torch.float64).index_add_(0, targets, entropy.double())
+    agree_sum = torch.zeros(len(classes), dtype=torch.float64).index_add_(0, targets, agrees.double())
+    rows = []
+    for c, name in enumerate(classes):
+        n = int(counts[c])
+        rows.append({
+            "class": name,
+            "images": n,
+            "mean_entropy_nats": round(float(ent_sum[c]) / n, 6) if n else None,
+            "top1_agreement": round(float(agree_sum[c]) / n, 6) if n else None,
+        })
+    return rows
+
+
+def byte_breakdown(art, path: Path) -> dict:
+    """Where the bytes go: images, labels (values, view parameters, safetensors headers) and the rest
+    (tar headers and padding, .cls and .json members, manifest.json, README.md)."""
+    parts = {"cls": 0, "json": 0, "label_values": 0, "view_params": 0, "safetensors_headers": 0}
+    for i in range(len(art)):
+        sample = art.sample_bytes(i)
+        parts["cls"] += len(sample["cls"])
+        parts["json"] += len(sample["json"])
+        if "safetensors" in sample:
+            data = sample["safetensors"]
+            header = 8 + int.from_bytes(data[:8], "little")
+            parts["safetensors_headers"] += header
+            for name, entry in json.loads(data[8:header]).items():
+                if name != "__metadata__":
+                    begin, end = entry["data_offsets"]
+                    parts["view_params" if name.startswith("view.") else "label_values"] += end - begin
+    m = art.manifest
+    shard_bytes = m["bytes"]["shards"]
+    members = m["bytes"]["images"] + m["bytes"]["labels"] + parts["cls"] + parts["json"]
+    files = {f.relative_to(path).as_posix(): f.stat().st_size for f in path.rglob("*") if f.is_file()}
+    total = sum(files.values())
+    other = {
+        "tar_headers_and_padding": shard_bytes - members,
+        "cls_members": parts["cls"],
+        "json_members": parts["json"],
+        "manifest": files.get(fmt.MANIFEST, 0),
+        "card": files.get(fmt.CARD, 0),
+    }
+    return {
+        "images": m["bytes"]["images"],
+        "labels": m["bytes"]["labels"],
+        "other": total - m["bytes"]["images"] - m["bytes"]["labels"],
+        "total": total,
+        "labels_parts": {k: parts[k] for k in ("label_values", "view_params", "safetensors_headers")},
+        "other_parts": other,
+    }
+
+
 def inspect_artifact(path: str | Path) -> dict:
-    """A JSON-ready summary of the artifact at ``path`` (or ``hf://OWNER/NAME@REV``)."""
+    """A JSON-ready summary of the artifact folder ``path`` (``hf://`` is resolved by sl_compiler.hub)."""
     art = load(path)
     m = art.manifest
     lab = m["labels"]
-    total = sum(f.stat().st_size for f in art.path.rglob("*") if f.is_file())
-    sizes = m["bytes"]
+    sel = m["selection"]
+    probs = art.dense_labels()
     return {
         "name": m["name"],
         "version": m["version"],
@@ -38,16 +97,19 @@ def inspect_artifact(path: str | Path) -> dict:
         "path": str(art.path),
         "dataset": m["dataset"]["name"],
         "classes": art.num_classes,
+        "class_names": list(art.classes),
         "resolution": m["dataset"]["resolution"],
         "ipc": art.ipc,
         "samples": len(art),
         "views": art.num_views,
+        "selection": {k: sel.get(k) for k in ("strategy", "seed", "quantile", "score") if k in sel},
         "teachers": [
             {"reference": teacher_reference(t), "epoch": t.get("epoch"), "test_accuracy": t.get("test_accuracy")} for t in m["teachers"]
         ],
         "labels": {k: lab.get(k) for k in ("kind", "dtype", "k", "fill", "temperature")} | {"view_params": sorted(lab["view_params"])},
-        **label_statistics(art.dense_labels(), art.targets),
-        "bytes": {"images": sizes["images"], "labels": sizes["labels"], "other": total - sizes["images"] - sizes["labels"], "total": total},
+        **label_statistics(probs, art.targets),
+        "per_class": per_class_statistics(probs, art.targets, list(art.classes)),
+        "bytes": byte_breakdown(art, art.path),
         "content_hash": art.content_hash,
     }
 
@@ -61,18 +123,24 @@ def _human(n: int) -> str:
 
 
 def summary_table(info: dict) -> str:
-    """The inspect summary as an aligned two-column table."""
+    """The inspect summary as an aligned two-column table, then the per-class table."""
     lab = info["labels"]
     label_text = f"{lab['kind']}" + (f", {lab['dtype']}" if lab["dtype"] else "") + (f", k={lab['k']} ({lab['fill']} fill)" if lab["k"] else "")
     if lab.get("temperature") is not None:
         label_text += f", T={lab['temperature']}"
     b = info["bytes"]
     pct = (lambda x: f"{100 * x / b['total']:.1f}%") if b["total"] else (lambda x: "-")
+    names = info["class_names"]
+    shown = ", ".join(names[:10]) + (f", ... ({len(names) - 10} more)" if len(names) > 10 else "")
+    sel = info["selection"]
+    sel_text = ", ".join(f"{k} {v}" for k, v in sel.items() if k != "strategy" and v is not None)
     rows = [
         ("artifact", f"{info['name']} {info['version']} ({info['format']})"),
         ("dataset", f"{info['dataset']}, {info['classes']} classes, {info['resolution'][0]}x{info['resolution'][1]}"),
+        ("classes", shown),
         ("images per class", "-" if info["ipc"] is None else str(info["ipc"])),
         ("samples", str(info["samples"])),
+        ("selection", (sel.get("strategy") or "not recorded") + (f" ({sel_text})" if sel_text else "")),
         ("views per image", str(info["views"]) + (f" ({', '.join(lab['view_params'])})" if lab["view_params"] else "")),
         ("labels", label_text),
         ("mean label entropy", f"{info['mean_entropy_nats']:.4f} nats ({info['mean_entropy_normalized']:.3f} of log C)"),
@@ -81,12 +149,24 @@ def summary_table(info: dict) -> str:
     for i, t in enumerate(info["teachers"] or [None]):
         acc = "" if not t or t["test_accuracy"] is None else f", test accuracy {t['test_accuracy']:.1f}%"  # percent, as the expert store records it
         rows.append(("teachers" if i == 0 else "", "none" if t is None else f"{t['reference']} (epoch {t['epoch']}{acc})"))
+    lp, op = b["labels_parts"], b["other_parts"]
     rows += [
         ("bytes: images", f"{_human(b['images'])} ({pct(b['images'])})"),
-        ("bytes: labels", f"{_human(b['labels'])} ({pct(b['labels'])})"),
-        ("bytes: other", f"{_human(b['other'])} ({pct(b['other'])})"),
+        ("bytes: labels", f"{_human(b['labels'])} ({pct(b['labels'])}): values {_human(lp['label_values'])}, view parameters {_human(lp['view_params'])}, safetensors headers {_human(lp['safetensors_headers'])}"),
+        ("bytes: other", f"{_human(b['other'])} ({pct(b['other'])}): tar headers and padding {_human(op['tar_headers_and_padding'])}, .cls {_human(op['cls_members'])}, "
+         f".json {_human(op['json_members'])}, manifest {_human(op['manifest'])}, card {_human(op['card'])}"),
         ("bytes: total", _human(b["total"])),
         ("content hash", info["content_hash"]),
     ]
     width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+    table = "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+    per_class = info["per_class"]
+    limit = 20
+    lines = ["", "| class | images | mean entropy (nats) | top-1 agrees |", "|---|---:|---:|---:|"]
+    for row in per_class[:limit]:
+        ent = "-" if row["mean_entropy_nats"] is None else f"{row['mean_entropy_nats']:.4f}"
+        agree = "-" if row["top1_agreement"] is None else f"{100 * row['top1_agreement']:.1f}%"
+        lines.append(f"| {row['class']} | {row['images']} | {ent} | {agree} |")
+    if len(per_class) > limit:
+        lines.append(f"\n({len(per_class) - limit} more classes: slc inspect --json)")
+    return table + "\n" + "\n".join(lines)

@@ -19,6 +19,7 @@ from safetensors.torch import load as load_safetensors
 from ..data.decode import decode_image
 from ..errors import ArtifactError, VerifyError
 from . import format as fmt
+from .manifest import check_manifest, parse_manifest
 
 MEMBER_RE = re.compile(r"^([0-9]+)\.([a-z0-9]+)$")
 
@@ -60,12 +61,13 @@ def sample_labels(data: bytes, rel: str, key: str) -> dict[str, torch.Tensor]:
         raise VerifyError(f"{rel}: sample {key}: unreadable safetensors ({exc})", "rebuild the artifact", path=rel) from None
 
 
-def resolve_path(path: str | Path) -> Path:
-    """A local artifact folder; ``hf://OWNER/NAME@REV`` is fetched through sl_compiler.hub."""
-    if str(path).startswith("hf://"):
-        from ..hub import resolve_artifact_path
+HUB_HINT = "open it with sl_compiler.hub.open_artifact(uri) (the CLI does), or download it first with slc pull OWNER/NAME@REV --out DIR"
 
-        return Path(resolve_artifact_path(str(path)))
+
+def resolve_path(path: str | Path) -> Path:
+    """A local artifact folder. ``hf://`` references belong to sl_compiler.hub, above this package."""
+    if str(path).startswith("hf://"):
+        raise ArtifactError(f"{path} is a Hub reference; the artifact reader opens local folders only", HUB_HINT)
     path = Path(path)
     if not (path / fmt.MANIFEST).is_file():
         raise ArtifactError(f"no artifact at {path} (no {fmt.MANIFEST})", "pass the artifact folder that slc compile or slc import wrote")
@@ -73,16 +75,21 @@ def resolve_path(path: str | Path) -> Path:
 
 
 def read_manifest(path: Path) -> dict:
+    """The parsed, schema-checked manifest of the artifact folder ``path``."""
     try:
-        manifest = json.loads((path / fmt.MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise VerifyError(f"{fmt.MANIFEST}: unreadable ({exc})", "restore the original manifest or rebuild the artifact", path=fmt.MANIFEST) from None
-    fmt.check_manifest(manifest)
+        data = (path / fmt.MANIFEST).read_bytes()
+    except OSError as exc:
+        raise VerifyError(f"{fmt.MANIFEST}: unreadable ({exc.strerror})", "restore the original manifest or rebuild the artifact", path=fmt.MANIFEST) from None
+    manifest = parse_manifest(data)
+    check_manifest(manifest)
     return manifest
 
 
 def load(path: str | Path, verify: bool = False) -> "Artifact":
-    """Open an artifact folder (or ``hf://OWNER/NAME@REV``); ``verify=True`` checks every checksum first."""
+    """Open the artifact folder ``path``; ``verify=True`` checks every checksum first.
+
+    For ``hf://OWNER/NAME@REV`` use :func:`sl_compiler.hub.open_artifact`.
+    """
     path = resolve_path(path)
     if verify:
         from .verify import verify as verify_artifact

@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from dataclasses import asdict, dataclass
+import stat
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -17,7 +18,8 @@ import torch
 from ..errors import VerifyError
 from ..progress import bar
 from . import format as fmt
-from .reader import image_suffix, read_manifest, read_shard, sample_labels
+from .manifest import MANIFEST_TYPES, card_record, check_manifest, decimal_sources, manifest_sha256, parse_manifest
+from .reader import HUB_HINT, image_suffix, read_shard, sample_labels
 
 # what PIL calls each stored image type
 PIL_FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "bmp": "BMP", "gif": "GIF", "tif": "TIFF", "tiff": "TIFF", "ppm": "PPM", "pgm": "PPM"}
@@ -25,7 +27,7 @@ PIL_FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "bmp
 
 @dataclass
 class VerifyReport:
-    """What a passing verification saw."""
+    """What a passing verification saw; ``notes`` says what it could not check."""
 
     path: str
     name: str
@@ -35,38 +37,50 @@ class VerifyReport:
     bytes: int
     label_kind: str
     content_hash: str
+    notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (
+        text = (
             f"ok: {self.name} {self.version}: {self.samples} samples in {self.shards} shard(s), "
             f"{self.bytes:,} bytes, {self.label_kind} labels, content hash {self.content_hash}"
         )
+        return "\n".join([text, *(f"  note: {n}" for n in self.notes)])
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+LEGACY_NOTE = (
+    "written by slc 0.1.0, which recorded no checksum of README.md or of the manifest's fields outside the content hash: "
+    "those were checked for form, not for corruption"
+)
 
 
 def _fail(rel: str, problem: str, fix: str = "re-download or rebuild the artifact") -> None:
     raise VerifyError(f"{rel}: {problem}", fix, path=rel)
 
 
-def verify(path: str | Path) -> VerifyReport:
-    """Check every shard, sample and label of the artifact at ``path``; raise VerifyError on the first problem."""
-    if str(path).startswith("hf://"):
-        from .reader import resolve_path
+def verify(path: str | Path, *, allow_links: bool = False) -> VerifyReport:
+    """Check every file, shard, sample and label of the artifact folder ``path``; raise VerifyError on the first problem.
 
-        path = resolve_path(path)
+    ``allow_links`` accepts files that are symbolic links to regular files: the Hugging Face cache
+    stores a snapshot as links into its blob store (sl_compiler.hub passes it for that folder only).
+    ``hf://`` references are verified by :func:`sl_compiler.hub.pull`.
+    """
+    if str(path).startswith("hf://"):
+        raise VerifyError(f"{path} is a Hub reference; verify checks local folders", HUB_HINT)
     path = Path(path)
-    if not (path / fmt.MANIFEST).is_file():
+    if not (path / fmt.MANIFEST).exists() and not (path / fmt.MANIFEST).is_symlink():
         _fail(str(path / fmt.MANIFEST), "missing: this is not an slc artifact (or a half-written one)", "pass the folder that slc compile or slc import wrote")
-    manifest = read_manifest(path)
-    listed = {s["path"] for s in manifest["shards"]}
-    present = {f"{fmt.DATA_DIR}/{p.name}" for p in (path / fmt.DATA_DIR).iterdir()} if (path / fmt.DATA_DIR).is_dir() else set()
-    for extra in sorted(present - listed):
-        _fail(extra, "not listed in the manifest", "remove the file or rebuild the artifact")
-    for shard in manifest["shards"]:
-        if shard["path"] not in present:
-            _fail(shard["path"], "missing")
+    _regular(path, fmt.MANIFEST, allow_links)
+    raw = (path / fmt.MANIFEST).read_bytes()
+    manifest = parse_manifest(raw)
+    notes = _check_integrity(manifest, raw)
+    check_manifest(manifest)
+    _check_folder(path, manifest, allow_links)
+    card = (path / fmt.CARD).read_bytes()
+    if "card" in manifest and card_record(card) != manifest["card"]:
+        _fail(fmt.CARD, f"{len(card)} bytes with sha256 {card_record(card)['sha256'][:16]}..., the manifest records {manifest['card']['bytes']} bytes, {manifest['card']['sha256'][:16]}... (corrupt or edited)")
 
     checker = _SampleChecker(manifest)
     with bar(manifest["counts"]["samples"], desc="verify", unit="img") as progress:
@@ -95,7 +109,69 @@ def verify(path: str | Path) -> VerifyReport:
         bytes=manifest["bytes"]["shards"],
         label_kind=manifest["labels"]["kind"],
         content_hash=manifest["content_hash"],
+        notes=notes,
     )
+
+
+def _check_integrity(manifest: dict, raw: bytes) -> list[str]:
+    """The manifest's bytes are canonical and match its own checksum; returns notes for a 0.1.0 artifact.
+
+    Canonical bytes leave no byte free: a flipped space or a reordered key fails as surely as a
+    flipped digit. A manifest without ``manifest_sha256`` passes only as a whole 0.1.0 manifest
+    (no ``card`` either, no key 0.1.0 did not write), which no single corrupted byte of a newer
+    one can turn into.
+    """
+    fix = "restore the original manifest or rebuild the artifact"
+    if manifest.get("format") != fmt.FORMAT:
+        check_manifest(manifest)  # names the unknown format
+    try:
+        canonical = fmt.dumps_manifest(manifest)
+    except (TypeError, ValueError):
+        canonical = None
+    if raw != canonical:
+        _fail(fmt.MANIFEST, "not in canonical form (sorted keys, indent 2, final newline): edited or corrupt", fix)
+    if "manifest_sha256" in manifest:
+        if manifest["manifest_sha256"] != manifest_sha256(manifest):
+            _fail(fmt.MANIFEST, "manifest_sha256 does not match the manifest (corrupt or edited)", fix)
+        return []
+    unknown = sorted(set(manifest) - set(MANIFEST_TYPES))
+    if unknown:
+        _fail(fmt.MANIFEST, f"has {', '.join(unknown)} but no manifest_sha256", fix)
+    return [LEGACY_NOTE]
+
+
+def _regular(root: Path, rel: str, allow_links: bool) -> None:
+    """``root/rel`` is a regular file (or, with ``allow_links``, a link to one)."""
+    file = root / rel
+    try:
+        st = file.lstat()
+    except FileNotFoundError:
+        _fail(rel, "missing")
+    if stat.S_ISLNK(st.st_mode):
+        if not allow_links:
+            _fail(rel, "is a symbolic link, not a file (an artifact holds plain files only)")
+        st = file.stat() if file.exists() else st
+    if not stat.S_ISREG(st.st_mode):
+        _fail(rel, "is not a regular file")
+
+
+def _check_folder(path: Path, manifest: dict, allow_links: bool) -> None:
+    """The folder holds exactly manifest.json, README.md and the listed shards, each a plain file."""
+    for entry in sorted(path.iterdir()):
+        if entry.name not in (fmt.MANIFEST, fmt.CARD, fmt.DATA_DIR):
+            _fail(entry.name, "is not part of an artifact (a folder holds manifest.json, README.md and data/ only)", "remove it, or rebuild the artifact")
+    _regular(path, fmt.CARD, allow_links)
+    data = path / fmt.DATA_DIR
+    if data.is_symlink() or not data.is_dir():
+        _fail(fmt.DATA_DIR, "missing or not a folder")
+    listed = [s["path"] for s in manifest["shards"]]
+    present = {f"{fmt.DATA_DIR}/{p.name}" for p in data.iterdir()}
+    for extra in sorted(present - set(listed)):
+        _fail(extra, "not listed in the manifest", "remove the file or rebuild the artifact")
+    for rel in listed:
+        if rel not in present:
+            _fail(rel, "missing")
+        _regular(path, rel, allow_links)
 
 
 def _sha256(file: Path) -> str:
@@ -117,6 +193,8 @@ class _SampleChecker:
         self.width = fmt.key_width(self.n)
         self.index = 0
         self.per_class = [0] * self.num_classes
+        self.classes = manifest["dataset"]["classes"]
+        self.sources: list[str] = []
         self.bytes = {"images": 0, "labels": 0}
         v = lab["views"]
         self.tensors: dict[str, tuple[str, list[int]]] = {}
@@ -158,9 +236,12 @@ class _SampleChecker:
             meta = json.loads(parts["json"])
         except (ValueError, UnicodeDecodeError):
             _fail(rel, f"sample {key}: unreadable .cls or .json")
-        if not 0 <= cls < self.num_classes or not isinstance(meta, dict) or meta.get("class") != cls or "source" not in meta:
+        if not 0 <= cls < self.num_classes or not isinstance(meta, dict) or meta.get("class") != cls:
             _fail(rel, f"sample {key}: class {cls} is out of range or disagrees with its .json")
+        if set(meta) != {"class", "label", "source"} or meta["label"] != self.classes[cls] or not isinstance(meta["source"], str):
+            _fail(rel, f"sample {key}: its .json is not {{class, label, source}} with the class's name {self.classes[cls]!r}")
         self.per_class[cls] += 1
+        self.sources.append(meta["source"])
         self._check_image(rel, key, ext, parts[ext])
         self.bytes["images"] += len(parts[ext])
         self.bytes["labels"] += len(parts.get("safetensors", b""))
@@ -196,3 +277,16 @@ class _SampleChecker:
         sizes = {**self.bytes, "shards": sum(s["bytes"] for s in m["shards"])}
         if sizes != m["bytes"]:
             _fail(fmt.MANIFEST, f"bytes {m['bytes']} do not match the shards {sizes}")
+        self._check_selection()
+
+    def _check_selection(self) -> None:
+        """selection.source_ids are the samples' .json sources; where the sources are dataset indices (decimal), so are source_indices."""
+        sel = self.manifest["selection"]
+        ids = sel.get("source_ids")
+        if ids is not None and ids != self.sources:
+            i = next(i for i, (a, b) in enumerate(zip(ids, self.sources)) if a != b)
+            _fail(fmt.MANIFEST, f"selection.source_ids[{i}] is {ids[i]!r} but sample {fmt.sample_key(i, self.width)} came from {self.sources[i]!r}")
+        indices = sel.get("source_indices")
+        if indices is not None and decimal_sources(self.sources) and [str(i) for i in indices] != self.sources:
+            i = next(i for i, (a, b) in enumerate(zip(indices, self.sources)) if str(a) != b)
+            _fail(fmt.MANIFEST, f"selection.source_indices[{i}] is {indices[i]} but sample {fmt.sample_key(i, self.width)} came from index {self.sources[i]}")

@@ -7,12 +7,10 @@ input leaves no artifact behind (spec: Layout).
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import io
 import json
 import os
-import secrets
 import shutil
 import tarfile
 from pathlib import Path
@@ -22,10 +20,12 @@ import torch
 from safetensors.torch import save as save_safetensors
 
 from .. import __version__
-from ..errors import ArtifactError
+from ..errors import ArtifactError, VerifyError
 from ..progress import bar
+from . import atomic
 from . import format as fmt
 from .card import render_card
+from .manifest import card_record, check_metadata, decimal_sources, manifest_sha256
 
 ImageInput = torch.Tensor | Sequence["tuple[bytes, str] | torch.Tensor"]
 
@@ -62,8 +62,9 @@ def write_artifact(
       ``"views": {name: Tensor (N, V, ...)}``, stored per sample as ``view.<name>``.
     label_schema: extra keys recorded in ``manifest.labels`` (temperature, augment, ``fill`` for
       top-k: "uniform" (default) or "renormalize"); keys the tensors determine must agree.
-    Raises ArtifactError on bad input or an existing ``out`` (unless ``force``: then the old
-    artifact is replaced, and kept if writing fails).
+    Raises ArtifactError on bad input, on an existing ``out`` (unless ``force``: then the old
+    artifact is replaced, and kept if writing fails), or while another process writes ``out``.
+    Temp folders that killed writers left beside ``out`` are removed first.
     """
     out = Path(out)
     fmt.check_name(name)
@@ -100,25 +101,43 @@ def write_artifact(
         "labels": schema,
     }
     try:
-        fmt.dumps_manifest(manifest)
+        manifest = json.loads(fmt.dumps_manifest(manifest))  # plain JSON from here on: what is checked is what is written
     except (TypeError, ValueError) as exc:
         raise ArtifactError(f"manifest metadata is not plain JSON: {exc}", "pass recipe, teachers, selection and provenance as dicts of str, int, float, bool, list") from None
+    try:
+        check_metadata(manifest)
+    except VerifyError as exc:
+        raise ArtifactError(f"the manifest would be invalid: {exc.problem.removeprefix(fmt.MANIFEST + ': ')}", "fix the metadata passed to write_artifact") from None
+    selection = manifest["selection"]
+    if selection.get("source_ids", source_ids) != source_ids:
+        raise ArtifactError("selection.source_ids differ from the images' source ids", "record the source ids of the images written, in order")
+    if "source_indices" in selection and decimal_sources(source_ids) and [str(i) for i in selection["source_indices"]] != source_ids:
+        raise ArtifactError("the source ids are dataset indices but differ from selection.source_indices", "pass source_ids=[str(i) for i in indices]")
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    try:
-        (tmp / fmt.DATA_DIR).mkdir(parents=True)
-        shape = (dataset["channels"], *dataset["resolution"])
-        shards, sizes = _write_shards(tmp, images, targets, source_ids, classes, shape, tensors, views, shard_bytes, shard_samples, name)
-        manifest["shards"] = shards
-        manifest["bytes"] = sizes
-        manifest["content_hash"] = fmt.content_hash(manifest)
-        _write_durably(tmp / fmt.MANIFEST, fmt.dumps_manifest(manifest))
-        _write_durably(tmp / fmt.CARD, render_card(manifest).encode())
-        _move_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with atomic.OutLock(out):
+        _check_target(out, force)  # again: another writer may have finished since the first check
+        atomic.clean_stale(out)
+        tmp = atomic.owned_name(out)
+        try:
+            (tmp / fmt.DATA_DIR).mkdir(parents=True)
+            shape = (dataset["channels"], *dataset["resolution"])
+            shards, sizes, exts = _write_shards(tmp, images, targets, source_ids, classes, shape, tensors, views, shard_bytes, shard_samples, name)
+            manifest["shards"] = shards
+            manifest["bytes"] = sizes
+            manifest["content_hash"] = fmt.content_hash(manifest)
+            card = render_card(manifest, exts).encode()
+            manifest["card"] = card_record(card)
+            manifest["manifest_sha256"] = manifest_sha256(manifest)
+            _write_durably(tmp / fmt.CARD, card)
+            _write_durably(tmp / fmt.MANIFEST, fmt.dumps_manifest(manifest))
+            atomic.fsync_dir(tmp / fmt.DATA_DIR)
+            atomic.fsync_dir(tmp)
+            atomic.publish(tmp, out, force)
+            atomic.fsync_dir(out.parent)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return out
 
 
@@ -131,42 +150,12 @@ def _write_durably(path: Path, data: bytes) -> None:
 
 
 def _check_target(out: Path, force: bool) -> None:
-    if not out.exists():
+    if not out.exists() and not out.is_symlink():
         return
     if not force:
         raise ArtifactError(f"{out} already exists", "pick another --out, bump the version, or pass --force to replace it")
-    is_artifact = out.is_dir() and (out / fmt.MANIFEST).is_file()
-    if not is_artifact and not (out.is_dir() and not any(out.iterdir())):
+    if not atomic.replaceable(out):
         raise ArtifactError(f"{out} exists and is not an slc artifact; refusing to replace it", "pick another --out")
-
-
-def _move_into_place(tmp: Path, out: Path) -> None:
-    """Rename the finished folder to ``out``; an old artifact is swapped out atomically where the OS can."""
-    if not out.exists():
-        os.replace(tmp, out)
-        return
-    if _exchange(tmp, out):  # tmp now holds the old artifact
-        shutil.rmtree(tmp, ignore_errors=True)
-        return
-    old = out.parent / f".{out.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
-    os.replace(out, old)
-    try:
-        os.replace(tmp, out)
-    except BaseException:
-        os.replace(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    at_fdcwd, rename_exchange = -100, 2
-    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
 def _check_dataset(dataset: dict, images: ImageInput, n: int) -> list[str]:
@@ -313,15 +302,17 @@ def _encode_image(item, i: int, shape: tuple[int, int, int]) -> tuple[bytes, str
 
 
 def _write_shards(tmp, images, targets, source_ids, classes, shape, tensors, views, shard_bytes, shard_samples, name):
-    """Stream samples into shards; returns (manifest shard list, byte totals)."""
+    """Stream samples into shards; returns (manifest shard list, byte totals, image extensions used)."""
     n = len(targets)
     width = fmt.key_width(n)
     label_parts = {**tensors, **{f"view.{k}": t for k, t in views.items()}}
     target_list = targets.tolist()
     totals = {"images": 0, "labels": 0}
+    exts: set[str] = set()
     with _Shards(tmp, shard_bytes, shard_samples) as shards, bar(n, desc=f"write {name}", unit="img") as progress:
         for i in range(n):
             image, ext = _encode_image(images[i], i, shape)
+            exts.add(ext)
             c = target_list[i]
             members = {
                 "cls": str(c).encode(),
@@ -335,7 +326,7 @@ def _write_shards(tmp, images, targets, source_ids, classes, shape, tensors, vie
             totals["images"] += len(image)
             progress.update(1)
     totals["shards"] = sum(s["bytes"] for s in shards.records)
-    return shards.records, totals
+    return shards.records, totals, sorted(exts)
 
 
 class _HashingFile:

@@ -25,6 +25,7 @@ def summary(store: ExpertStore) -> list[dict]:
                 "epochs": [c.epoch for c in t.checkpoints],
                 "complete": t.complete,
                 "imported": t.recipe is None,
+                "preprocess": t.preprocess,
                 "test_accuracy": {format_epoch(c.epoch): c.test_accuracy for c in t.checkpoints},
                 "path": str(t.path),
             }

@@ -3,6 +3,8 @@
 A recipe is everything that shapes a trajectory besides the data, the architecture and the seed.
 The learning rate is a pure function of the global step (a step schedule whose milestones are
 fractions of the run), so a resumed run sees exactly the rates an uninterrupted one does.
+Without ``--recipe``, ``recipes/experts/<dataset>-<arch>.toml`` is used when it exists, else
+``default-<arch>.toml``, a recipe for that architecture on any dataset.
 """
 
 from __future__ import annotations
@@ -11,14 +13,17 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..augment.resized_crop import RATIO, SCALE
+from ..data import dataset_key
 from ..errors import RecipeError
 from ..resources import recipes_dir
 from ..tomlfile import read_toml
 
 RECIPES = recipes_dir("experts")
+TUPLES = ("milestones", "crop_scale", "crop_ratio")
 # crop_flip: augment.basic; dsa: augment.dsa (the paper's buffer.py trains experts with DSA);
-# random_resized_crop: torchvision's ImageNet recipe, recorded for reference but needs a streaming
-# loader slc does not have (train those experts with torchvision and import them: slc experts add)
+# random_resized_crop: torchvision's ImageNet recipe (augment.resized_crop: RandomResizedCrop of the
+# original image in the decode workers, then a horizontal flip)
 AUGMENTS = ("crop_flip", "flip", "dsa", "none", "random_resized_crop")
 
 
@@ -35,6 +40,8 @@ class ExpertRecipe:
     augment: str = "crop_flip"
     crop_padding: int = 4
     label_smoothing: float = 0.0
+    crop_scale: tuple[float, float] = SCALE  # random_resized_crop: area fraction of the crop
+    crop_ratio: tuple[float, float] = RATIO  # random_resized_crop: aspect ratio range of the crop
     source: str = ""  # where the numbers come from
 
     def __post_init__(self):
@@ -51,6 +58,8 @@ class ExpertRecipe:
             (self.crop_padding >= 0, "crop_padding must be >= 0"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (not self.nesterov or self.momentum > 0, "nesterov needs momentum > 0"),
+            (len(self.crop_scale) == 2 and 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1, "crop_scale is [low, high] with 0 < low <= high <= 1"),
+            (len(self.crop_ratio) == 2 and 0 < self.crop_ratio[0] <= self.crop_ratio[1], "crop_ratio is [low, high] with 0 < low <= high"),
         ]
         for ok, message in checks:
             if not ok:
@@ -67,8 +76,14 @@ class ExpertRecipe:
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
-        out["milestones"] = list(self.milestones)
+        for key in TUPLES:
+            out[key] = list(out[key])
         return out
+
+    @classmethod
+    def defaults(cls) -> dict:
+        """Every field's default, as ``to_dict`` writes it (what a recipe recorded before a field existed meant)."""
+        return cls().to_dict()
 
     @classmethod
     def from_dict(cls, raw: dict, where: str = "recipe") -> "ExpertRecipe":
@@ -77,11 +92,12 @@ class ExpertRecipe:
         if unknown:
             raise RecipeError(f"unknown key(s) {', '.join(unknown)} in {where}", f"use only: {', '.join(sorted(fields))}")
         raw = dict(raw)
-        if "milestones" in raw:
-            raw["milestones"] = tuple(float(m) for m in raw["milestones"])
         try:
+            for key in TUPLES:
+                if key in raw:
+                    raw[key] = tuple(float(v) for v in raw[key])
             return cls(**raw)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             raise RecipeError(f"bad value in {where}: {exc}", "fix the recipe file") from None
 
     @classmethod
@@ -95,10 +111,28 @@ def available_recipes() -> list[str]:
 
 
 def default_recipe_path(dataset: str, arch: str) -> Path:
-    """recipes/experts/<dataset>-<arch>.toml; synthetic.toml for synthetic data; else an error."""
-    if dataset.startswith("synthetic"):
+    """recipes/experts/<dataset>-<arch>.toml, else default-<arch>.toml; synthetic.toml for synthetic data."""
+    key = dataset_key(dataset)
+    if key.startswith("synthetic"):
         return RECIPES / "synthetic.toml"
-    path = RECIPES / f"{dataset}-{arch}.toml"
-    if not path.is_file():
-        raise RecipeError(f"no expert recipe for {arch} on {dataset}", f"pass --recipe FILE (shipped: {', '.join(available_recipes())})")
-    return path
+    for name in (f"{key}-{arch}.toml", f"default-{arch}.toml"):
+        if (RECIPES / name).is_file():
+            return RECIPES / name
+    raise RecipeError(f"no expert recipe for {arch} (neither {key}-{arch}.toml nor default-{arch}.toml in {RECIPES})", f"pass --recipe FILE (shipped: {', '.join(available_recipes())})")
+
+
+def shown_path(path: str | Path) -> str:
+    """A recipe file as a user would type it: ``recipes/experts/x.toml`` for a shipped one, else as given."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(RECIPES.resolve().parents[1]))
+    except ValueError:
+        return str(path)
+
+
+def choose_recipe(dataset: str, arch: str, recipe: str | Path | ExpertRecipe | None) -> tuple[ExpertRecipe, str | None]:
+    """The recipe to train with and the file it came from (None for one built in code)."""
+    if isinstance(recipe, ExpertRecipe):
+        return recipe, None
+    path = Path(recipe) if recipe is not None else default_recipe_path(dataset, arch)
+    return ExpertRecipe.from_toml(path), shown_path(path)

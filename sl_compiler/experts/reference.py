@@ -9,7 +9,7 @@ whose logits are averaged before the softmax.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch.nn as nn
@@ -65,7 +65,11 @@ def format_reference(members: list[Member]) -> str:
 
 @dataclass(frozen=True)
 class Teacher:
-    """One expert checkpoint, ready to label: what it is, where it is, and how to load it."""
+    """One expert checkpoint, ready to label: what it is, where it is, how to load it and how to feed it.
+
+    ``preprocess`` is the input transform its checkpoints were tested with (resize, crop,
+    interpolation, mean, std: ``store.preprocess_of``); ``mean``/``std`` repeat its normalisation.
+    """
 
     arch: str
     epoch: float
@@ -78,6 +82,7 @@ class Teacher:
     checkpoint: Path
     sha256: str
     test_accuracy: float | None
+    preprocess: dict = field(default_factory=dict)
 
     @property
     def reference(self) -> str:
@@ -105,6 +110,7 @@ class Teacher:
             "checkpoint": "/".join(self.checkpoint.parts[-4:]),
             "sha256": self.sha256,
             "test_accuracy": self.test_accuracy,
+            "preprocess": dict(self.preprocess),
         }
 
 
@@ -129,7 +135,7 @@ def resolve(ref: str | list[Member], store: ExpertStore | str | Path, dataset_in
                     f"no checkpoint {member.arch}@{format_epoch(member.epoch)} for {key} seed {seed}; the store has epochs {epochs}",
                     "pick one of those epochs or train further with slc experts train",
                 )
-            info = trajectory.dataset
+            preprocess = trajectory.preprocess
             teachers.append(
                 Teacher(
                     arch=member.arch,
@@ -138,11 +144,12 @@ def resolve(ref: str | list[Member], store: ExpertStore | str | Path, dataset_in
                     dataset=key,
                     num_classes=trajectory.num_classes,
                     shape=trajectory.shape,
-                    mean=tuple(info["mean"]),
-                    std=tuple(info["std"]),
+                    mean=tuple(preprocess["mean"]),
+                    std=tuple(preprocess["std"]),
                     checkpoint=trajectory.file(checkpoint),
                     sha256=checkpoint.sha256,
                     test_accuracy=checkpoint.test_accuracy,
+                    preprocess=preprocess,
                 )
             )
     return teachers

@@ -4,15 +4,24 @@ Layout: ``<store>/<dataset_key>/<arch>/seed-<s>/trajectory.json`` plus one
 ``epoch-<E>.safetensors`` state_dict per checkpoint and, while training is unfinished,
 ``resume.safetensors`` (optimizer momentum and step). Every file is written to a temporary name
 and renamed into place, so a crash leaves the last complete state, never a half-written file.
+
+One process at a time writes a trajectory: training and imports hold ``fcntl.flock`` on the
+folder's ``.lock`` file for the whole run (:func:`trajectory_lock`), so two runs into one store
+never both report success with one result silently lost; the second waits, or fails at once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
+import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterator
 
 import torch
 from safetensors.torch import load as load_safetensors_bytes
@@ -26,6 +35,7 @@ FORMAT = 1
 EPOCH_TOLERANCE = 1e-6
 INDEX = "trajectory.json"
 RESUME = "resume.safetensors"
+LOCK = ".lock"
 ENV = "SLC_EXPERTS"
 
 
@@ -82,6 +92,62 @@ def read_state(path: Path, sha256: str | None = None) -> dict[str, torch.Tensor]
         raise ExpertError(f"checkpoint {path} is not a readable safetensors file: {exc}", "retrain the trajectory or re-add the checkpoint with slc experts add") from None
 
 
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def trajectory_lock(folder: Path, wait: bool = True, log: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold the trajectory folder's lock for the body; another holder makes this wait (``wait``) or raise.
+
+    ``flock`` locks belong to an open file, so the kernel drops them when the holder exits or is
+    killed: a crashed run never leaves a stale lock. The holder's pid is written into the file,
+    for the message another process shows. ``log`` (default: stderr) tells that a run is waiting.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            if not wait:
+                raise ExpertError(
+                    f"trajectory {folder} is being written by another process (pid {holder})",
+                    "wait for that run to finish (drop --no-wait to wait for it), or train into another --experts store",
+                ) from None
+            (log or _stderr)(f"waiting for pid {holder}, which is writing trajectory {folder} ...")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def clear_folder(folder: Path) -> None:
+    """Delete a trajectory's files but keep its lock file (deleting it would let a second process lock a new one)."""
+    for entry in folder.iterdir():
+        if entry.name == LOCK:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def preprocess_of(info: dict) -> dict:
+    """The input transform recorded in dataset info: its ``preprocess``, else one built from resolution, mean and std.
+
+    Trajectories written before datasets recorded their preprocess decoded by resizing the shorter
+    side to the resolution and cropping the centre; that is what the fallback says.
+    """
+    if info.get("preprocess"):
+        return dict(info["preprocess"])
+    h, w = info["resolution"]
+    return {"resize": int(min(h, w)), "crop": [int(h), int(w)], "interpolation": "bilinear", "mean": list(info["mean"]), "std": list(info["std"])}
+
+
 @dataclass
 class Checkpoint:
     epoch: float
@@ -119,6 +185,11 @@ class Trajectory:
     def shape(self) -> tuple[int, int, int]:
         h, w = self.dataset["resolution"]
         return (int(self.dataset["channels"]), int(h), int(w))
+
+    @property
+    def preprocess(self) -> dict:
+        """How the experts' inputs are made: resize, crop, interpolation, mean, std (see :func:`preprocess_of`)."""
+        return preprocess_of(self.dataset)
 
     def epochs(self) -> list[float]:
         return [c.epoch for c in self.checkpoints]
@@ -228,26 +299,39 @@ class ExpertStore:
         test_accuracy: float | None = None,
         source: dict | None = None,
         force: bool = False,
+        wait: bool = True,
     ) -> tuple[Trajectory, Checkpoint]:
         """Store an external state_dict as the point ``epoch`` of trajectory (dataset, arch, seed).
 
         The state_dict must already be checked against the architecture (``experts.external``
         does); a trajectory trained by slc that already has this epoch is only replaced with
-        ``force``.
+        ``force``. ``dataset_info["preprocess"]`` is the checkpoint's input transform; every
+        checkpoint of a trajectory shares one.
         """
         if epoch < 0:
             raise ExpertError(f"epoch {epoch} is negative", "give the epoch the checkpoint was saved at, e.g. --epoch 43")
+        folder = self.folder(dataset_info["name"], arch, seed)
+        with trajectory_lock(folder, wait=wait):
+            return self._add_locked(folder, state, dataset_info, arch, float(epoch), int(seed), test_accuracy, source, force)
+
+    def _add_locked(self, folder, state, dataset_info, arch, epoch, seed, test_accuracy, source, force) -> tuple[Trajectory, Checkpoint]:
         trajectory = self.find(dataset_info["name"], arch, seed)
         if trajectory is None:
-            trajectory = Trajectory(self.folder(dataset_info["name"], arch, seed), dataset_info, arch, seed, recipe=None, complete=True)
+            trajectory = Trajectory(folder, dataset_info, arch, seed, recipe=None, complete=True)
         else:
             check_same_dataset(trajectory, dataset_info)
             if trajectory.checkpoint_at(epoch) is not None and not force:
                 raise ExpertError(f"{arch}@{format_epoch(epoch)} seed {seed} for {trajectory.dataset_key} already exists", "pass --force to replace it")
+            mine, theirs = trajectory.preprocess, preprocess_of(dataset_info)
+            if mine != theirs and trajectory.checkpoints:
+                raise ExpertError(
+                    f"trajectory {trajectory.path} takes inputs preprocessed as {mine}, this checkpoint as {theirs}",
+                    "add it with the trajectory's preprocess, or as another --seed",
+                )
         name = f"epoch-{format_epoch(epoch)}.safetensors"
-        data = state_bytes(state, {"arch": arch, "epoch": float(epoch), "seed": int(seed), "source": source})
+        data = state_bytes(state, {"arch": arch, "epoch": epoch, "seed": seed, "source": source})
         atomic_write(trajectory.path / name, data)
-        checkpoint = Checkpoint(epoch=float(epoch), file=name, sha256=sha256_bytes(data), test_accuracy=test_accuracy)
+        checkpoint = Checkpoint(epoch=epoch, file=name, sha256=sha256_bytes(data), test_accuracy=test_accuracy)
         trajectory.put_checkpoint(checkpoint)
         if source is not None:
             trajectory.extra.setdefault("imported", {})[format_epoch(epoch)] = source

@@ -1,20 +1,40 @@
 """Train expert trajectories: checkpoints every epoch or fraction of one, resumable bit for bit.
 
-Training runs on tensors resident on the device (as in airbench): the split is normalised once,
-each epoch's order comes from ``generator(seed, "perm", epoch)``, each batch's augmentation from
-``generator(seed, "augment", epoch, step)``, and the learning rate is a pure function of the global
-step. A run's state is therefore only weights + optimizer momentum + step, which
-``resume.safetensors`` keeps next to the last checkpoint; a resumed run ends with the same weights
-as an uninterrupted one (bitwise on the CPU). A run stopped early with ``--epochs`` keeps that file
-too, so a later, longer ``--epochs`` extends the trajectory instead of retraining it.
+Data. Global step s trains on batch i = s mod steps_per_epoch of epoch e = s // steps_per_epoch:
+the permutation ``generator(seed, "perm", e)`` of the training split cut by the batch size. A
+split held in memory stays uint8 (on the device when it fits, as in airbench) and each batch is
+normalised and augmented there, its random numbers from ``generator(seed, "augment", e, i)``. A
+split of files (ImageNet) streams through ``sl_compiler.data.stream`` with those explicit index
+batches, decoded by worker processes into a bounded prefetch window (pinned memory on CUDA).
+``random_resized_crop`` crops the *original* image in the decode worker, its box hashed from
+(seed, epoch, index) (``augment.resized_crop``). Nothing about a batch depends on the number of
+workers or on where a run was resumed, and an in-memory split and the same files streamed give
+the same trajectory (except random_resized_crop, which needs the originals).
+
+State. The learning rate is a pure function of the global step, so a run's state is weights
+(BatchNorm buffers included) + optimizer momentum + step, which ``resume.safetensors`` keeps next
+to the last checkpoint; a resumed run ends with the same weights as an uninterrupted one (bitwise
+on the CPU). A run stopped early with ``--epochs`` keeps that file too, so that a later, longer
+``--epochs`` extends the trajectory instead of retraining it.
+
+Ranks. The trajectory records its world size (1 for now) and global batch. Every step takes its
+share of the global batch by index (:class:`Ranks`), so a distributed run (``sl_compiler.dist``
+naming the rank, the model built in one place and wrapped there in DistributedDataParallel)
+trains on the same global batches as a single process: the data a trajectory sees does not
+depend on the world size.
+
+Concurrency. A run holds the trajectory's lock (``store.trajectory_lock``) from the check of what
+the store holds to its last checkpoint: a second run waits (or fails with ``wait=False``) and then
+sees the first one's result.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
-import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterator
 
 import torch
 import torch.nn as nn
@@ -23,17 +43,18 @@ import torch.nn.functional as F
 from .. import __version__, progress
 from ..augment.basic import crop_flip, random_flip
 from ..augment.dsa import DSA
-from ..data import ImageSet, load_dataset, normalize
+from ..augment.resized_crop import RandomResizedCrop, resized_crop_batch
+from ..data import ImageSet, load_dataset, normalize, stream
 from ..device import autocast, describe, prepare_batch, prepare_model, resolve_device
 from ..errors import DataError, ExpertError
 from ..models import create_model
 from ..seeding import derive_seed, generator
-from .recipe import ExpertRecipe, default_recipe_path
-from .store import RESUME, Checkpoint, ExpertStore, Trajectory, atomic_write, format_epoch, read_state, sha256_bytes, state_bytes
+from .recipe import ExpertRecipe, choose_recipe
+from .store import RESUME, Checkpoint, ExpertStore, Trajectory, atomic_write, clear_folder, format_epoch, read_state, sha256_bytes, state_bytes, trajectory_lock
 
-# decoding a file-backed split into memory is fine up to this many bytes of uint8 pixels
-MAX_RESIDENT_BYTES = 4 << 30
-EVAL_BATCH = 512
+EVAL_BATCH = 256  # test images per forward pass outside training (experts add); a training run tests at its batch size
+DEVICE_SHARE = 0.5  # an in-memory split moves to a GPU when its uint8 pixels take at most this share of free memory
+VAL_SEED = 0  # the fixed test subset (--val-subset) is the same for every expert seed, so accuracies compare
 
 
 @dataclass
@@ -43,47 +64,165 @@ class TrainResult:
     note: str = ""
 
 
-def resident_tensors(images: ImageSet, device: torch.device, desc: str = "") -> tuple[torch.Tensor, torch.Tensor]:
-    """The whole split as normalised float32 (N, C, H, W) and int64 targets on ``device``."""
-    if images.pixels is not None:
-        pixels = images.pixels
-    else:
-        need = len(images) * math.prod(images.shape)
-        if need > MAX_RESIDENT_BYTES:
-            raise ExpertError(
-                f"{images.name}/{images.split} needs {need / 2**30:.0f} GiB decoded; slc trains experts only on splits that fit in memory",
-                "train this expert with torchvision's references/classification/train.py and import its checkpoints with slc experts add",
-            )
-        pixels = torch.empty((len(images), *images.shape), dtype=torch.uint8)
-        chunk = 1024
-        with progress.bar(len(images), desc or f"decode {images.split}") as bar:
-            for start in range(0, len(images), chunk):
-                idx = torch.arange(start, min(start + chunk, len(images)))
-                pixels[idx] = images.images(idx)
-                bar.update(len(idx))
-    x = normalize(pixels.to(device), images.mean, images.std)
-    return x, images.targets.to(device)
+@dataclass(frozen=True)
+class Ranks:
+    """Which share of each global batch this process trains on: every ``world_size``-th index from ``rank``."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    def share(self, batch: torch.Tensor) -> torch.Tensor:
+        return batch[self.rank :: self.world_size]
 
 
-def augment_batch(x: torch.Tensor, recipe: ExpertRecipe, seed: int, epoch: int, step: int) -> torch.Tensor:
-    """The recipe's augmentation of batch ``step`` of ``epoch``, from its own derived generator."""
-    if recipe.augment == "none":
+class Split:
+    """One split as training and evaluation read it: batches of dataset indices -> uint8 pixels and targets on ``device``.
+
+    Pixels held in memory stay uint8 and move to the device once, when they fit there; a split of
+    files is streamed (``workers`` decoding processes, default the core count).
+    """
+
+    def __init__(self, images: ImageSet, device: torch.device, workers: int | None = None):
+        self.images, self.device, self.workers = images, device, workers
+        self.pixels = self.targets = None
+        if images.pixels is not None:
+            fits = device.type != "cuda" or images.pixels.numel() <= DEVICE_SHARE * torch.cuda.mem_get_info(device)[0]
+            self.pixels = images.pixels.to(device) if fits else images.pixels
+            self.targets = images.targets.to(self.pixels.device)
+
+    def describe(self, decoded: bool = False) -> str:
+        """How batches are read (``decoded``: by a stream decoder), for the trajectory record."""
+        if decoded:
+            return "streamed: each image cropped from its original file in decode worker processes"
+        if self.pixels is None:
+            return "streamed: decoded by worker processes"
+        return f"held in memory as uint8 on {self.pixels.device.type}"
+
+    def read(self, batches: list[torch.Tensor], decode=None) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """``(indices on the CPU, uint8 pixels, int64 targets)`` on the device for each index batch, in order.
+
+        ``decode`` (a stream decoder, e.g. a random resized crop of the original file) always
+        streams from the source files, even when decoded pixels are held.
+        """
+        if not batches:
+            return
+        if decode is None and self.pixels is not None:
+            flat = torch.cat(batches).to(self.pixels.device, non_blocking=True)  # one transfer per call, not per step
+            for idx, on_device in zip(batches, flat.split([len(b) for b in batches])):
+                yield idx, self.pixels[on_device].to(self.device, non_blocking=True), self.targets[on_device].to(self.device, non_blocking=True)
+            return
+        if self.images.sources is None:
+            raise DataError(f"{self.images.name}/{self.images.split} has no source files to decode", "hold the split in memory or use an augmentation that works on tensors")
+        for b in stream(self.images, batches=[b.tolist() for b in batches], workers=self.workers, decode=decode):
+            yield b.indices, b.pixels.to(self.device, non_blocking=True), b.targets.to(self.device, non_blocking=True)
+
+
+def balanced_subset(images: ImageSet, n: int, seed: int = VAL_SEED) -> torch.Tensor:
+    """``n`` indices of ``images``, as equal per class as the class sizes allow, drawn with ``generator("val-subset", seed, n)``.
+
+    Each class gets ``n // C`` (the first ``n % C`` classes of a seeded class order one more),
+    the first of a seeded permutation of its images; sorted, so the pass reads the split in order.
+    """
+    if not 0 < n < len(images):
+        raise ExpertError(f"--val-subset {n} must be between 1 and {len(images) - 1}: the test split holds {len(images)} images", "give a smaller subset, or drop --val-subset to test on the whole split")
+    g = generator("val-subset", seed, n)
+    c = images.num_classes
+    quota = torch.full((c,), n // c, dtype=torch.int64)
+    quota[torch.randperm(c, generator=g)[: n % c]] += 1
+    picked = [members[torch.randperm(len(members), generator=g)[: int(k)]] for members, k in zip(images.class_indices(), quota)]
+    return torch.sort(torch.cat(picked)).values
+
+
+@dataclass
+class ValPass:
+    """The test pass run at every checkpoint: the whole split, or a fixed subset of it, ``batch_size`` images at a time."""
+
+    split: Split
+    indices: torch.Tensor | None = None
+    batch_size: int = EVAL_BATCH
+
+    def accuracy(self, model: nn.Module) -> float:
+        return evaluate_accuracy(model, self.split, self.indices, batch_size=self.batch_size)
+
+    def record(self) -> dict:
+        images = self.split.images
+        out = {"size": len(images), "fingerprint": images.fingerprint()}
+        if self.indices is not None:
+            out["subset"] = {
+                "size": len(self.indices),
+                "seed": VAL_SEED,
+                "rule": "per class n // C images (the first n % C classes of generator('val-subset', seed, n)'s class order one more), the first of a permutation from the same generator",
+                "indices_sha256": hashlib.sha256(self.indices.numpy().astype("<i8").tobytes()).hexdigest(),
+            }
+        return out
+
+
+@torch.no_grad()
+def evaluate_accuracy(model: nn.Module, split: Split, indices: torch.Tensor | None = None, *, decode=None, mean=None, std=None, batch_size: int = EVAL_BATCH) -> float:
+    """Top-1 accuracy in percent of ``model`` on ``split`` (or its ``indices``), normalised per batch.
+
+    ``decode``, ``mean`` and ``std`` replace the split's own decoding and normalisation (an
+    imported checkpoint's preprocess).
+    """
+    images, device = split.images, split.device
+    mean, std = mean or images.mean, std or images.std
+    idx = torch.arange(len(images)) if indices is None else indices
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    with progress.bar(len(idx), f"test {images.name}", leave=False) as bar:
+        for _, pixels, targets in split.read(list(idx.split(batch_size)), decode):
+            with autocast(device):
+                logits = model(prepare_batch(normalize(pixels, mean, std), device))
+            correct += (logits.argmax(1) == targets).sum()
+            bar.update(len(targets))
+    model.train(was_training)
+    return 100.0 * int(correct) / max(1, len(idx))
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The epoch's permutation of the training set (CPU), from ``generator(seed, "perm", epoch)``."""
+    return torch.randperm(n, generator=generator(seed, "perm", epoch))
+
+
+def augment_batch(x: torch.Tensor, indices: torch.Tensor, recipe: ExpertRecipe, seed: int, epoch: int, step: int, decoded: bool) -> torch.Tensor:
+    """The recipe's augmentation of normalised batch ``step`` of ``epoch`` (dataset ``indices``), on x's device.
+
+    ``decoded``: the decode workers already applied it (random_resized_crop on the originals).
+    """
+    kind = recipe.augment
+    if kind == "none" or decoded:
         return x
-    if recipe.augment == "dsa":
+    if kind == "dsa":
         return DSA()(x, generator(seed, "augment", epoch, step, device=x.device))
+    if kind == "random_resized_crop":
+        return resized_crop_batch(x, seed, epoch, indices, recipe.crop_scale, recipe.crop_ratio)
     g = generator(seed, "augment", epoch, step)
-    if recipe.augment == "flip":
+    if kind == "flip":
         return random_flip(x, g)
-    if recipe.augment == "crop_flip":
-        return crop_flip(x, recipe.crop_padding, g)
-    raise ExpertError(
-        f"augment {recipe.augment!r} (torchvision's ImageNet recipe) needs a streaming loader that slc does not have",
-        "train this expert with torchvision's references/classification/train.py and import it with slc experts add",
-    )
+    return crop_flip(x, recipe.crop_padding, g)
+
+
+def crops_originals(images: ImageSet, recipe: ExpertRecipe) -> bool:
+    """Whether the recipe's random resized crops are cut from the source files (always, when the split has them)."""
+    return recipe.augment == "random_resized_crop" and images.sources is not None
+
+
+def training_batches(split: Split, recipe: ExpertRecipe, seed: int, epoch: int, first: int, last: int, ranks: Ranks) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches ``first..last-1`` of ``epoch``: (normalised augmented float, targets) on the device, this rank's share."""
+    images = split.images
+    order = epoch_order(len(images), seed, epoch)
+    batches = [ranks.share(order[i * recipe.batch_size : (i + 1) * recipe.batch_size]) for i in range(first, last)]
+    decode = None
+    if crops_originals(images, recipe):
+        decode = RandomResizedCrop(seed, epoch, images.shape[1], images.shape[0], recipe.crop_scale, recipe.crop_ratio, name=images.source_id)
+    for step, (idx, pixels, targets) in zip(range(first, last), split.read(batches, decode)):
+        x = normalize(pixels, images.mean, images.std)
+        yield augment_batch(x, idx, recipe, seed, epoch, step, decode is not None), targets
 
 
 def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, lr: float, label_smoothing: float = 0.0) -> torch.Tensor:
-    """One SGD step at rate ``lr``; returns the loss as a tensor (no host sync)."""
+    """One SGD step at rate ``lr`` (bf16 autocast and channels_last on CUDA); returns the loss as a tensor (no host sync)."""
     for group in optimizer.param_groups:
         group["lr"] = lr
     device = x.device
@@ -94,39 +233,6 @@ def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.T
     loss.backward()
     optimizer.step()
     return loss.detach()
-
-
-def epoch_order(n: int, seed: int, epoch: int, device: torch.device) -> torch.Tensor:
-    """The epoch's permutation of the training set, from ``generator(seed, "perm", epoch)``."""
-    return torch.randperm(n, generator=generator(seed, "perm", epoch)).to(device)
-
-
-def expert_step(model, optimizer, x_all, y_all, order, recipe: ExpertRecipe, seed: int, step: int, steps_per_epoch: int) -> int:
-    """Global step ``step`` of a trajectory: its batch of ``order``, augmented, one SGD step; returns the batch size.
-
-    The learning rate follows the recipe's whole run (``recipe.epochs``) however far this call
-    trains, so a run stopped at epoch 0.5 is exactly the first half-epoch of the full trajectory.
-    """
-    epoch, i = divmod(step, steps_per_epoch)
-    idx = order[i * recipe.batch_size : (i + 1) * recipe.batch_size]
-    x = augment_batch(x_all[idx], recipe, seed, epoch, i)
-    lr = recipe.lr_at(step, round(recipe.epochs * steps_per_epoch))
-    training_step(model, optimizer, x, y_all[idx], lr, recipe.label_smoothing)
-    return len(idx)
-
-
-@torch.no_grad()
-def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = EVAL_BATCH) -> float:
-    """Top-1 accuracy in percent of ``model`` on normalised images ``x``, evaluated in batches."""
-    was_training = model.training
-    model.eval()
-    correct = torch.zeros((), dtype=torch.int64, device=x.device)
-    for start in range(0, len(x), batch_size):
-        with autocast(x.device):
-            logits = model(prepare_batch(x[start : start + batch_size], x.device))
-        correct += (logits.argmax(1) == y[start : start + batch_size]).sum()
-    model.train(was_training)
-    return 100.0 * int(correct) / max(1, len(x))
 
 
 def make_optimizer(model: nn.Module, recipe: ExpertRecipe) -> torch.optim.SGD:
@@ -157,6 +263,13 @@ def checkpoint_schedule(epochs: float, every: float, steps_per_epoch: int) -> li
     return points
 
 
+def images_in(start: int, stop: int, n: int, batch_size: int) -> int:
+    """Training images in global steps ``start..stop-1`` (an epoch's last batch may be short)."""
+    steps_per_epoch = math.ceil(n / batch_size)
+    i = torch.arange(start, stop) % steps_per_epoch
+    return int(torch.clamp(n - i * batch_size, max=batch_size).sum())
+
+
 def _save_resume(trajectory: Trajectory, optimizer: torch.optim.Optimizer, names: dict, step: int) -> None:
     """Write the step and the optimizer's momentum buffers (the rest of a run's state is the checkpoint)."""
     state = {"step": torch.tensor([step], dtype=torch.int64)}
@@ -174,24 +287,32 @@ def _load_resume(trajectory: Trajectory, optimizer: torch.optim.Optimizer, param
     return int(state["step"][0])
 
 
-def _run_config(every: float, steps_per_epoch: int, test: ImageSet | None) -> dict:
-    return {
-        "every": every,
-        "steps_per_epoch": steps_per_epoch,
-        "randomness": "model init from derive_seed(seed, 'init'); order from generator(seed, 'perm', epoch); augmentation from generator(seed, 'augment', epoch, step)",
-        "test_set": None if test is None else {"size": len(test), "fingerprint": test.fingerprint()},
-    }
+@dataclass
+class RunConfig:
+    """What a run records beside its recipe; ``compared`` keys must match to resume or extend a trajectory."""
+
+    every: float
+    steps_per_epoch: int
+    test_set: dict | None
+    details: dict = field(default_factory=dict)
+
+    compared = ("every", "steps_per_epoch", "test_set")
+
+    def to_dict(self) -> dict:
+        return {"every": self.every, "steps_per_epoch": self.steps_per_epoch, "test_set": self.test_set, **self.details}
 
 
-def _differences(trajectory: Trajectory, recipe: dict, config: dict, fingerprint: str) -> list[str]:
-    diffs = [f"{k} {trajectory.recipe.get(k)} vs {v}" for k, v in recipe.items() if trajectory.recipe.get(k) != v]
-    diffs += [f"{k} {trajectory.extra.get(k)} vs {config[k]}" for k in ("every", "steps_per_epoch") if trajectory.extra.get(k) != config[k]]
+def _differences(trajectory: Trajectory, recipe: dict, config: RunConfig, fingerprint: str) -> list[str]:
+    defaults = ExpertRecipe.defaults()  # a key recorded before it existed meant its default
+    diffs = [f"{k} {trajectory.recipe.get(k, defaults.get(k))} vs {v}" for k, v in recipe.items() if trajectory.recipe.get(k, defaults.get(k)) != v]
+    mine = config.to_dict()
+    diffs += [f"{k} {trajectory.extra.get(k)} vs {mine[k]}" for k in RunConfig.compared if k in trajectory.extra and trajectory.extra[k] != mine[k]]
     if trajectory.dataset.get("fingerprint") != fingerprint:
         diffs.append("the training data's fingerprint")
     return diffs
 
 
-def _existing(store: ExpertStore, info: dict, arch: str, seed: int, recipe: ExpertRecipe, config: dict, force: bool) -> Trajectory | None:
+def _existing(store: ExpertStore, info: dict, arch: str, seed: int, recipe: ExpertRecipe, config: RunConfig, force: bool) -> Trajectory | None:
     """The trajectory already in the store (None after --force); a trained one must match the run.
 
     A finished trajectory trained with other settings is an error too, not a silent reuse: its
@@ -199,7 +320,7 @@ def _existing(store: ExpertStore, info: dict, arch: str, seed: int, recipe: Expe
     """
     trajectory = store.find(info["name"], arch, seed)
     if trajectory is not None and force:
-        shutil.rmtree(trajectory.path)
+        clear_folder(trajectory.path)
         return None
     if trajectory is not None and trajectory.recipe is not None:
         diffs = _differences(trajectory, recipe.to_dict(), config, info["fingerprint"])
@@ -214,10 +335,8 @@ def _existing(store: ExpertStore, info: dict, arch: str, seed: int, recipe: Expe
 
 def train_one(
     store: ExpertStore,
-    train: ImageSet,
-    test: ImageSet | None,
-    data: tuple[torch.Tensor, torch.Tensor],
-    test_data: tuple[torch.Tensor, torch.Tensor] | None,
+    train: Split,
+    val: ValPass | None,
     arch: str,
     seed: int,
     recipe: ExpertRecipe,
@@ -225,15 +344,24 @@ def train_one(
     device: torch.device,
     force: bool = False,
     stop: float | None = None,
+    *,
+    wait: bool = True,
+    ranks: Ranks = Ranks(),
+    recipe_file: str | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> TrainResult:
-    """Train (or resume) trajectory (train, arch, seed) in ``store`` to epoch ``stop`` (default ``recipe.epochs``)."""
-    x_all, y_all = data
-    n = len(y_all)
+    """Train (or resume) trajectory (train, arch, seed) in ``store`` to epoch ``stop`` (default ``recipe.epochs``), holding its lock."""
+    info = train.images.info()
+    with trajectory_lock(store.folder(info["name"], arch, seed), wait=wait, log=log):
+        return _train_locked(store, train, val, arch, seed, recipe, every, device, force, stop, ranks, recipe_file, info)
+
+
+def _train_locked(store, train: Split, val: ValPass | None, arch, seed, recipe: ExpertRecipe, every, device, force, stop, ranks: Ranks, recipe_file, info) -> TrainResult:
+    n = len(train.images)
     steps_per_epoch = math.ceil(n / recipe.batch_size)
     schedule = checkpoint_schedule(stop or recipe.epochs, every, steps_per_epoch)
-    total_steps = schedule[-1][1]
-    config = _run_config(every, steps_per_epoch, test)
-    info = train.info()
+    total_steps, full_steps = schedule[-1][1], round(recipe.epochs * steps_per_epoch)
+    config = RunConfig(every, steps_per_epoch, val.record() if val is not None else None)
 
     trajectory = _existing(store, info, arch, seed, recipe, config, force)
     if trajectory is not None and trajectory.complete:
@@ -246,14 +374,26 @@ def train_one(
                 f"pass --force to retrain it to epoch {format_epoch(stop or recipe.epochs)}",
             )
 
-    model = prepare_model(initial_model(arch, train, seed), device)
+    model = prepare_model(initial_model(arch, train.images, seed), device)
     model.train()
     optimizer = make_optimizer(model, recipe)
     names = {p: name for name, p in model.named_parameters()}
     step, status = 0, "trained"
     if trajectory is None:
         trajectory = Trajectory(store.folder(info["name"], arch, seed), info, arch, seed, recipe.to_dict())
-        trajectory.extra.update(config, device=describe(device), torch=torch.__version__, slc=__version__)
+        config.details.update(
+            randomness="model init from derive_seed(seed, 'init'); order from generator(seed, 'perm', epoch); tensor augmentation from generator(seed, 'augment', epoch, step); random_resized_crop boxes hashed from (seed, epoch, index)",
+            data=train.describe(crops_originals(train.images, recipe)),
+            world_size=ranks.world_size,
+            global_batch=recipe.batch_size,
+            precision="bf16 autocast" if device.type == "cuda" else "fp32",
+            memory_format="channels_last" if device.type == "cuda" else "contiguous",
+            recipe_file=recipe_file,
+            device=describe(device),
+            torch=torch.__version__,
+            slc=__version__,
+        )
+        trajectory.extra.update(config.to_dict())
     elif (trajectory.path / RESUME).is_file():
         step = _load_resume(trajectory, optimizer, {name: p for p, name in names.items()})
         at = next((c for c in trajectory.checkpoints if c.steps == step), None)
@@ -266,44 +406,42 @@ def train_one(
     trajectory.checkpoints = [c for c in trajectory.checkpoints if c.steps is None or c.steps <= step]
 
     def save(epoch: float, at_step: int) -> None:
-        data_bytes = state_bytes(model.state_dict(), {"arch": arch, "epoch": epoch, "seed": seed, "steps": at_step})
+        data = state_bytes(model.state_dict(), {"arch": arch, "epoch": epoch, "seed": seed, "steps": at_step})
         name = f"epoch-{format_epoch(epoch)}.safetensors"
-        atomic_write(trajectory.path / name, data_bytes)
-        accuracy = evaluate_accuracy(model, *test_data) if test_data is not None else None
-        trajectory.put_checkpoint(Checkpoint(epoch=epoch, file=name, sha256=sha256_bytes(data_bytes), test_accuracy=accuracy, steps=at_step))
+        atomic_write(trajectory.path / name, data)
+        accuracy = val.accuracy(model) if val is not None else None
+        trajectory.put_checkpoint(Checkpoint(epoch=epoch, file=name, sha256=sha256_bytes(data), test_accuracy=accuracy, steps=at_step))
         trajectory.save()
         _save_resume(trajectory, optimizer, names, at_step)
 
     pending = [(e, s) for e, s in schedule if s > step or (s == 0 and trajectory.checkpoint_at(0) is None)]
     if pending and pending[0][1] == 0:
         save(*pending.pop(0))
-    order = None
-    desc = f"{arch} seed {seed}"
-    images_left = sum(min(recipe.batch_size, n - (s % steps_per_epoch) * recipe.batch_size) for s in range(step, total_steps))
-    with progress.bar(total=images_left, desc=desc, unit="img") as bar:
+    with progress.bar(total=images_in(step, total_steps, n, recipe.batch_size), desc=f"{arch} seed {seed}", unit="img") as bar:
         while step < total_steps:
-            epoch, i = divmod(step, steps_per_epoch)
-            if order is None or i == 0:
-                order = epoch_order(n, seed, epoch, device)
-            bar.update(expert_step(model, optimizer, x_all, y_all, order, recipe, seed, step, steps_per_epoch))
-            step += 1
-            if pending and pending[0][1] == step:
-                save(*pending.pop(0))
-                last = trajectory.checkpoints[-1]
-                if last.test_accuracy is not None:
-                    bar.set_postfix_str(f"epoch {format_epoch(last.epoch)}: test {last.test_accuracy:.1f}%")
+            epoch, first = divmod(step, steps_per_epoch)
+            last = min(steps_per_epoch, total_steps - epoch * steps_per_epoch)
+            for x, y in training_batches(train, recipe, seed, epoch, first, last, ranks):
+                training_step(model, optimizer, x, y, recipe.lr_at(step, full_steps), recipe.label_smoothing)
+                bar.update(len(y) * ranks.world_size)
+                step += 1
+                if pending and pending[0][1] == step:
+                    save(*pending.pop(0))
+                    accuracy = trajectory.checkpoints[-1].test_accuracy
+                    if accuracy is not None:
+                        bar.set_postfix_str(f"epoch {format_epoch(trajectory.checkpoints[-1].epoch)}: test {accuracy:.1f}%")
     trajectory.complete = True
     trajectory.save()
-    if total_steps >= round(recipe.epochs * steps_per_epoch):
+    if total_steps >= full_steps:
         (trajectory.path / RESUME).unlink(missing_ok=True)  # a stopped-early run keeps it, to be extended later
     return TrainResult(trajectory, status)
 
 
-def load_splits(dataset: str, data_root: str | Path | None) -> tuple[ImageSet, ImageSet | None, str]:
-    """The train split and, when the dataset has one, the test split (else None and a note)."""
-    train = load_dataset(dataset, data_root, "train")
+def load_splits(dataset: str, data_root: str | Path | None, **options) -> tuple[ImageSet, ImageSet | None, str]:
+    """The train split and, when the dataset has one, the test split (else None and a note); ``options`` go to the loader."""
+    train = load_dataset(dataset, data_root, "train", **options)
     try:
-        return train, load_dataset(dataset, data_root, "test"), ""
+        return train, load_dataset(dataset, data_root, "test", **options), ""
     except DataError as exc:
         return train, None, f"no test split ({exc}); test accuracy not recorded"
 
@@ -322,22 +460,39 @@ def train_trajectories(
     store: ExpertStore | str | Path = "experts",
     device: str | torch.device = "auto",
     force: bool = False,
+    workers: int | None = None,
+    in_memory: bool | None = None,
+    val_subset: int | None = None,
+    wait: bool = True,
+    log: Callable[[str], None] | None = None,
 ) -> list[TrainResult]:
-    """Train one trajectory per seed of ``arch`` on ``dataset`` up to epoch ``epochs`` (default the recipe's); ``lr`` and ``batch_size`` override the recipe."""
+    """Train one trajectory per seed of ``arch`` on ``dataset`` up to epoch ``epochs`` (default the recipe's).
+
+    ``recipe`` defaults to ``recipes/experts/<dataset>-<arch>.toml``, else ``default-<arch>.toml``;
+    ``lr`` and ``batch_size`` override it. ``workers`` decode file-backed splits (default: the core
+    count); ``in_memory=False`` streams a split of files even when it would fit in memory.
+    ``val_subset`` tests each checkpoint on that many test images (balanced per class, fixed)
+    instead of the whole split. ``wait=False`` fails at once when another process holds a
+    trajectory. ``log`` receives one-line notes (the recipe file used, waiting for a lock).
+    """
     device = resolve_device(device)
     store = store if isinstance(store, ExpertStore) else ExpertStore(store)
-    train, test, note = load_splits(dataset, data_root)
-    if recipe is None:
-        recipe = default_recipe_path(train.name, arch)
-    if not isinstance(recipe, ExpertRecipe):
-        recipe = ExpertRecipe.from_toml(recipe)
+    recipe, recipe_file = choose_recipe(dataset, arch, recipe)
     recipe = recipe.with_overrides(lr=lr, batch_size=batch_size)  # --epochs says where to stop, not the schedule's length
+    if log and recipe_file:
+        log(f"recipe: {recipe_file}")
+    train, test, note = load_splits(dataset, data_root, in_memory=in_memory)
     create_model(arch, train.num_classes, train.shape[0], train.shape[1])  # an unknown arch fails before any work
-    data = resident_tensors(train, device)
-    test_data = resident_tensors(test, device) if test is not None else None
+    if val_subset is not None and test is None:
+        raise ExpertError(f"--val-subset {val_subset} given but {dataset} has no test split", "drop --val-subset")
+    train_split = Split(train, device, workers)
+    val = None
+    if test is not None:
+        # tested at the training batch size: the memory a run needs is set by its batch, never by the test split's size
+        val = ValPass(Split(test, device, workers), balanced_subset(test, val_subset) if val_subset is not None else None, recipe.batch_size)
     results = []
     for seed in seeds:
-        result = train_one(store, train, test, data, test_data, arch, seed, recipe, every, device, force, stop=epochs)
+        result = train_one(store, train_split, val, arch, seed, recipe, every, device, force, stop=epochs, wait=wait, recipe_file=recipe_file, log=log)
         if note and not result.note:
             result.note = note
         results.append(result)

@@ -1,6 +1,12 @@
 """Tensor files: MTT/TESLA/DATM (``images_best.pt``, ``labels_best.pt``, ``lr_best.pt``) and a plain
 (N, C, H, W) tensor with a label tensor (DD-Ranking's input).
 
+A plain tensor's soft labels do not say which class each image was distilled for. DD-Ranking's
+sets, like the distillation codebases', are class-major (``[0]*ipc + [1]*ipc + ...``), so that
+is the default when N is a multiple of the class count; ``targets`` names a file of class
+indices instead, or ``"argmax"`` takes each soft label's most likely class. The manifest's
+provenance records which rule gave the classes.
+
 MTT's ``distill.py`` saves the synthetic images as one normalised float tensor and the labels as
 int64 class indices; DATM saves learned soft labels as logits; ``lr_best.pt`` holds the learned
 student learning rate as a 0-d tensor, recorded in the manifest's recipe as ``lr``. ZCA-whitened
@@ -10,10 +16,12 @@ runs must be imported from their un-whitened ``images_zca_*.pt``, which MTT also
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from ..errors import ImporterError
@@ -48,11 +56,15 @@ def import_mtt(
     return _import_pair("mtt", files, target, recipe, out=out, name=name, version=version, force=force)
 
 
+TARGET_RULES = ("class-major", "argmax")
+
+
 def import_tensor(
     images: str | Path,
     labels: str | Path,
     *,
     dataset: str,
+    targets: str | Path | None = None,
     data_root: str | Path | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
@@ -61,10 +73,76 @@ def import_tensor(
     version: str = "1.0.0",
     force: bool = False,
 ) -> Path:
-    """Import a plain (N, C, H, W) image tensor and its (N,) or (N, C) label tensor."""
+    """Import a plain (N, C, H, W) image tensor and its (N,) or (N, C) label tensor.
+
+    ``targets`` decides each image's class: None (hard labels give it; soft labels are read
+    class-major when N is a multiple of the class count), ``"class-major"``, ``"argmax"``, or a
+    file (a ``.pt`` tensor or ``.npy`` array of N class indices).
+    """
     target = target_dataset(dataset, data_root, mean, std)
     files = [read_file(images, "images"), read_file(labels, "labels")]
-    return _import_pair("tensor", files, target, {}, out=out, name=name, version=version, force=force)
+    if targets is not None and str(targets) not in TARGET_RULES:
+        files.append(read_file(targets, "targets"))
+    x = as_tensor(load_torch(files[0]), "images", files[0])
+    y = as_tensor(load_torch(files[1]), "labels", files[1])
+    rule = str(targets) if targets is not None and str(targets) in TARGET_RULES else ("file" if targets is not None else None)
+    where = files[1].path.name
+
+    def classes(own: torch.Tensor, given: str):
+        return resolve_targets(rule, own, given, target.num_classes, files[2] if rule == "file" else None, where)
+
+    return write_tensors(
+        "tensor", x, y, target, files=files, recipe={}, images_from=files[0].path.name, labels_from=where,
+        out=out, name=name, version=version, force=force, classes=classes,
+    )
+
+
+def resolve_targets(rule: str | None, own: torch.Tensor, given: str, num_classes: int, source: SourceFile | None, where: str) -> tuple[torch.Tensor | None, dict]:
+    """(class per image, or None to keep the labels' own; the provenance record of the rule used).
+
+    ``own`` and ``given`` are what :func:`interpret_labels` made of the labels.
+    """
+    n, hard = len(own), given in ("hard", "one-hot")
+    if rule is None:
+        if hard:
+            return None, {"rule": "labels", "note": "hard labels are the classes"}
+        if n % num_classes:
+            raise ImporterError(
+                f"{where}: {n} soft labels for {num_classes} classes is not a whole number per class, so the images cannot be class-major",
+                "pass --targets FILE (one class index per image, .pt or .npy), or --targets argmax to take each soft label's most likely class",
+            )
+        rule = "class-major"
+    if rule == "class-major":
+        if n % num_classes:
+            raise ImporterError(f"{where}: {n} images for {num_classes} classes cannot be class-major", "pass --targets FILE or --targets argmax")
+        classes = torch.arange(num_classes).repeat_interleave(n // num_classes)
+        record = {"rule": "class-major", "note": f"[0]*{n // num_classes} + [1]*{n // num_classes} + ..., the order of DD-Ranking and the distillation codebases"}
+    elif rule == "argmax":
+        classes, record = own, {"rule": "argmax", "note": "each soft label's most likely class"}
+    else:
+        classes = _read_targets(source, n, num_classes)
+        record = {"rule": "file", "file": source.path.name, "sha256": source.sha256}
+    if hard and not torch.equal(own, classes):  # hard labels already name the class: the rule must agree
+        i = int((own != classes).nonzero()[0])
+        raise ImporterError(f"{where}: image {i} has hard label {int(own[i])} but --targets gives class {int(classes[i])}", "leave --targets out: hard labels are the classes")
+    return classes, record
+
+
+def _read_targets(source: SourceFile, n: int, num_classes: int) -> torch.Tensor:
+    """N class indices from a .npy array (no pickles) or a torch file (weights_only)."""
+    if source.path.suffix == ".npy":
+        try:
+            t = torch.from_numpy(np.load(io.BytesIO(source.data), allow_pickle=False))
+        except ValueError as exc:
+            raise ImporterError(f"{source.path.name} is not a plain .npy array ({str(exc).splitlines()[0]})", "save it with numpy.save(path, array) of integers") from None
+    else:
+        t = as_tensor(load_torch(source), "targets", source)
+    if t.dim() != 1 or len(t) != n or t.dtype.is_floating_point or t.dtype == torch.bool:
+        raise ImporterError(f"{source.path.name}: targets are {t.dtype} {tuple(t.shape)}", f"pass {n} integer class indices, one per image")
+    t = t.long()
+    if n and (int(t.min()) < 0 or int(t.max()) >= num_classes):
+        raise ImporterError(f"{source.path.name}: targets run {int(t.min())}..{int(t.max())} but the dataset has {num_classes} classes", "pass the --dataset the set was distilled from")
+    return t
 
 
 def _import_pair(kind: str, files: list[SourceFile], target: Target, recipe: dict, **write) -> Path:
@@ -94,13 +172,20 @@ def write_tensors(
     version: str,
     force: bool,
     extra: dict | None = None,
+    classes=None,
 ) -> Path:
     """The shared tail of every tensor importer: check, de-normalise, interpret labels, write.
 
     ``images_from``/``labels_from`` name where the tensors came from, in errors and source ids.
+    ``classes(own, given) -> (classes or None, record)`` decides the class of each image (default:
+    the label's own, the argmax for soft labels); its record goes to the provenance as ``targets``.
     """
     pixels, quantisation = to_uint8(x, target, images_from)
     targets, probs, given = interpret_labels(y, len(pixels), target.num_classes, labels_from)
+    if classes is not None:
+        chosen, record = classes(targets, given)
+        targets = targets if chosen is None else chosen
+        extra = {**(extra or {}), "targets": record}
     provenance = {
         "files": [f.record() for f in files],
         "images_tensor": {"shape": list(x.shape), "dtype": str(x.dtype).removeprefix("torch."), "sha256": tensor_sha256(x)},

@@ -1,11 +1,27 @@
 """Labelling: teacher inference (single or ensemble), temperature, top-k and augmented views.
 
-``teacher_logits`` runs the teachers, ``soft_labels`` turns logits into stored labels, and
-``views`` samples and replays augmented views (shared with the student trainer).
+``Ensemble`` runs every teacher on each batch in float32; ``teacher_logits`` and
+``teacher_labels`` make one pass over a set of images with it (logits, or stored-form soft labels
+batch by batch); ``soft_labels`` turns logits into labels, and ``views`` samples and replays
+augmented views (shared with the student trainer).
 """
 
-from .soft import soft_labels
-from .teacher import SplitImages, teacher_logits
+from .soft import check_topk, soft_labels, stored_form, teacher_labels
+from .teacher import PRECISION, Ensemble, full_precision, run_teachers, teacher_logits
 from .views import AugmentedViews, gather, replay, sample_views
 
-__all__ = ["AugmentedViews", "SplitImages", "gather", "replay", "sample_views", "soft_labels", "teacher_logits"]
+__all__ = [
+    "PRECISION",
+    "AugmentedViews",
+    "Ensemble",
+    "check_topk",
+    "full_precision",
+    "gather",
+    "replay",
+    "run_teachers",
+    "sample_views",
+    "soft_labels",
+    "stored_form",
+    "teacher_labels",
+    "teacher_logits",
+]

@@ -3,13 +3,22 @@
 Temperature divides the logits before the softmax (T > 1 smooths). Top-k keeps the k largest
 probabilities (after temperature) and their class indices; a reader spreads the remaining mass
 evenly over the other classes (the artifact's ``labels.fill = "uniform"``).
+
+:func:`teacher_labels` makes them batch by batch in the artifact's stored form (float16, int16
+class indices), so that the float32 logits of N x V views never exist all at once: for ImageNet at
+IPC 50 with 300 views they would be 60 GB.
 """
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 
+from ..artifact.format import LABEL_DTYPE
 from ..errors import RecipeError
+from ..progress import bar
+from .teacher import Ensemble, ImageBatches, as_ensemble, run_teachers
 
 
 def soft_labels(logits: torch.Tensor, temperature: float = 1.0, topk: int | None = None) -> dict[str, torch.Tensor]:
@@ -17,8 +26,52 @@ def soft_labels(logits: torch.Tensor, temperature: float = 1.0, topk: int | None
     probs = torch.softmax(logits.float() / temperature, dim=-1)
     if topk is None:
         return {"probs": probs}
-    classes = probs.shape[-1]
-    if topk > classes:
-        raise RecipeError(f"--topk {topk} is more than the {classes} classes", f"pass --topk {classes} or less, or leave it out for dense labels")
+    check_topk(topk, probs.shape[-1])
     values, indices = probs.topk(topk, dim=-1, largest=True, sorted=True)
     return {"topk_values": values, "topk_indices": indices}
+
+
+def check_topk(topk: int | None, classes: int) -> None:
+    """Top-k must not ask for more classes than there are."""
+    if topk is not None and topk > classes:
+        raise RecipeError(f"--topk {topk} is more than the {classes} classes", f"pass --topk {classes} or less, or leave it out for dense labels")
+
+
+def stored_form(labels: dict[str, torch.Tensor], num_classes: int) -> dict[str, torch.Tensor]:
+    """Labels as an artifact stores them: float16 probabilities, int16 (int32 past 32767 classes) indices."""
+    index_dtype = torch.int16 if num_classes <= 32767 else torch.int32
+    return {k: v.to(index_dtype if k == "topk_indices" else LABEL_DTYPE) for k, v in labels.items()}
+
+
+def teacher_labels(
+    teachers: Sequence | Ensemble,
+    images: ImageBatches | torch.Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    device: str | torch.device = "auto",
+    batch_size: int = 256,
+    *,
+    views: int = 1,
+    temperature: float = 1.0,
+    topk: int | None = None,
+) -> dict[str, torch.Tensor]:
+    """Stored-form soft labels ``{name: (N, views, C|k)}`` of ``len(images) = N x views`` uint8 inputs.
+
+    Row j of ``images`` is view ``j % views`` of image ``j // views`` (``AugmentedViews``' order).
+    Every teacher runs on each batch (one decode, see :class:`Ensemble`); each batch's logits
+    go through :func:`soft_labels` and :func:`stored_form` before the next batch runs.
+    """
+    ensemble = as_ensemble(teachers, mean, std, device)
+    total = len(images)
+    if total == 0 or total % views:
+        raise RecipeError(f"{total} label rows do not make whole images of {views} views", "pass N x views inputs")
+    out: dict[str, torch.Tensor] = {}
+    with bar(total, desc=f"label {ensemble.reference}") as progress:
+        for positions, logits in run_teachers(ensemble, images, batch_size):
+            batch = stored_form(soft_labels(logits, temperature, topk), logits.shape[1])
+            for name, value in batch.items():
+                if name not in out:
+                    out[name] = torch.empty((total, *value.shape[1:]), dtype=value.dtype)
+                out[name][positions] = value.cpu()
+            progress.update(len(positions))
+    return {name: value.view(total // views, views, *value.shape[1:]) for name, value in out.items()}

@@ -36,9 +36,24 @@ def in_sample_order(picked: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
     return picked[torch.argsort(targets[picked], stable=True)]
 
 
-def random_per_class(targets: torch.Tensor, classes: list[str], ipc: int, seed: int) -> torch.Tensor:
-    """``ipc`` distinct images of every class, uniformly at random; the same seed picks the same images."""
-    check_ipc(targets, classes, ipc)
-    u = torch.rand(len(targets), generator=generator("select", "random", seed), dtype=torch.float64)
+def draw_per_class(u: torch.Tensor, candidate: torch.Tensor, targets: torch.Tensor, ipc: int) -> torch.Tensor:
+    """The ``ipc`` candidates of each class with the smallest draws ``u``, in sample order.
+
+    Callers check first that every class has ``ipc`` candidates. Leaving an image out of the
+    candidates replaces it by the class's next draw and keeps every other pick.
+    """
+    u = u.masked_fill(~candidate, 2.0)  # draws are in [0, 1): non-candidates rank after every candidate
     picked = torch.nonzero(per_class_ranks(targets, u) < ipc).flatten()
     return in_sample_order(picked, targets)
+
+
+def random_per_class(targets: torch.Tensor, classes: list[str], ipc: int, seed: int, exclude: torch.Tensor | None = None) -> torch.Tensor:
+    """``ipc`` distinct images of every class, uniformly at random; the same seed picks the same images.
+
+    ``exclude`` (bool, N) leaves images out (undecodable files skipped with ``--skip-bad``); the
+    draws of the others do not change.
+    """
+    candidate = torch.ones(len(targets), dtype=torch.bool) if exclude is None else ~exclude
+    check_ipc(targets[candidate], classes, ipc)
+    u = torch.rand(len(targets), generator=generator("select", "random", seed), dtype=torch.float64)
+    return draw_per_class(u, candidate, targets, ipc)
