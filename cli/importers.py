@@ -179,3 +179,30 @@ def imagefolder(folder, teacher, temperature, topk, batch_size, dataset, data_ro
             device=device, batch_size=batch_size, out=out, name=name, version=version, force=force,
         )
     )
+
+
+@import_cmd.command("parquet")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--split", default="train", show_default=True, help="Which split's shards to read from a folder ([data/]<split>-*.parquet).")
+@click.option("--soft-column", default=None, help="Column of soft labels (a list of floats per row); default: the only such column.")
+@click.option("--soft-kind", type=click.Choice(["auto", "probs", "logits"]), default="auto", show_default=True, help="What the soft labels are; auto: rows >= 0 summing to 1 are probabilities, else logits.")
+@click.option("--temperature", default=1.0, show_default=True, type=float, help="Softmax temperature for logits.")
+@dataset_options
+@normalisation_options
+@output_options
+def parquet(path, split, soft_column, soft_kind, temperature, dataset, data_root, mean, std, out, name, version, force):
+    """A distilled set published as parquet: PATH (a .parquet file or a folder of shards) with image bytes, a label and optionally soft labels.
+
+    \b
+    Examples:
+      slc import parquet ./sre2l-in1k-ipc10 --dataset imagenet --out sre2l-ipc10
+      slc import parquet set.parquet --dataset cifar10 --soft-kind logits --temperature 4
+    """
+    from sl_compiler.importers import import_parquet
+
+    report(
+        import_parquet(
+            path, dataset=dataset, data_root=data_root, mean=mean, std=std, split=split, soft_column=soft_column, soft_kind=soft_kind,
+            temperature=temperature, out=out, name=name, version=version, force=force,
+        )
+    )

@@ -25,10 +25,11 @@ COMMANDS = {
     "diff": ("artifact", "diff_cmd", "Compare two artifacts: images, selection, labels, recipe, teachers; exit 1 if they differ."),
     "evaluate": ("evaluate", "evaluate_cmd", "Train students on artifacts against baselines; print one table."),
     "report": ("evaluate", "report_cmd", "Merge evaluation results into paper-style tables."),
-    "import": ("importers", "import_cmd", "Turn a third-party distilled set (MTT, DC, tensors, h5, folders) into an artifact."),
+    "import": ("importers", "import_cmd", "Turn a third-party distilled set (MTT, DC, tensors, h5, folders, parquet) into an artifact."),
     "publish": ("hub", "publish_cmd", "Verify an artifact and upload it to the Hugging Face Hub, tagged."),
     "pull": ("hub", "pull_cmd", "Download an artifact from the Hugging Face Hub and verify it."),
     "sweep": ("sweep", "sweep_cmd", "Student accuracy against expert epoch per IPC: table, plot, best epoch."),
+    "data": ("data", "data_cmd", "Where datasets live (add, list, remove), found by every command; fake ImageNets."),
 }
 
 

@@ -21,3 +21,11 @@ def pytest_configure(config):
     import torch
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(autouse=True)
+def no_user_dataset_locations(tmp_path_factory, monkeypatch):
+    """Tests never see the developer's `slc data add` config or SLC_DATA* variables."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg-config")))
+    for name in [n for n in os.environ if n == "SLC_DATA" or n.startswith("SLC_DATA_")]:
+        monkeypatch.delenv(name)

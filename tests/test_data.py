@@ -332,6 +332,49 @@ def test_dispatcher_errors(tmp_path):
         load_dataset("mnist", tmp_path, resolution=32)
     with pytest.raises(DataError, match="names no path"):
         load_dataset("imagefolder:")
+    with pytest.raises(DataError, match="dataset 'cifar10' takes no ':'"):
+        load_dataset("cifar10:/data")
+
+
+# ---------------------------------------------------------------- the registry and compact listings
+
+
+def test_names_come_from_the_registry_and_aliases_normalise():
+    from sl_compiler.data import dataset_key, known_datasets
+    from sl_compiler.data.registry import entries, lookup
+
+    assert known_datasets() == [
+        "cifar10", "cifar100", "mnist", "fashion_mnist", "tinyimagenet", "imagenet", "imagefolder:PATH", "wds:PATH", "parquet:PATH", "synthetic[:options]",
+    ]
+    assert [dataset_key(n) for n in ("Fashion-MNIST", "ILSVRC2012", "imagenet-1k", "tiny-imagenet", "wds:/a/b/shards", "synthetic:classes=10")] == [
+        "fashion_mnist", "imagenet", "imagenet", "tinyimagenet", "wds:shards", "synthetic",
+    ]
+    assert dataset_key("jpeg50-cifar10") == "jpeg50_cifar10"  # a renamed set's name is kept, not refused
+    assert lookup("imagenet")[0].crop == 224 and lookup("imagenet")[0].crop_fraction == 0.875
+    assert {e.name for e in entries("root")} == {"cifar10", "cifar100", "mnist", "fashion_mnist", "tinyimagenet", "imagenet"}
+    assert lookup("imagenet")[0].options() == ["channels", "in_memory", "resize", "resolution"]
+
+
+def test_names_are_a_compact_sequence():
+    from sl_compiler.data.files import Names
+
+    ids = [f"train/n{k:08d}/n{k:08d}_{i:05d}.JPEG" for k in range(3) for i in range(4)] + ["é/ü.png"]
+    names = Names(ids)
+    assert len(names) == 13 and list(names) == ids and names == ids and names[5] == ids[5] and names[-1] == ids[-1] and names[2:4] == ids[2:4]
+    assert names.joined() == "\n".join(ids).encode()
+    assert names.nbytes() == len("\n".join(ids).encode()) + 1 + 8 * len(ids)  # the characters, a separator and an offset each
+    assert Names.from_tensor(names.tensor()) == names and pickle.loads(pickle.dumps(names)) == names
+    assert list(Names([])) == [] and len(Names([])) == 0
+    with pytest.raises(IndexError):
+        names[13]
+    with pytest.raises(DataError, match="holds a line break"):
+        Names(["a\nb"])
+
+
+def test_normalisation_must_fit_the_channels(tmp_path):
+    write_imagefolder(tmp_path / "root")
+    with pytest.raises(DataError, match="a 3-channel normalisation for 1-channel images"):
+        load_dataset("cifar10", tmp_path / "root", channels=1)  # CIFAR's mean/std are per RGB channel
 
 
 # ---------------------------------------------------------------- CIFAR pickles
@@ -567,7 +610,7 @@ def test_webdataset_numeric_classes_and_errors(tmp_path):
     with pytest.raises(DataError, match="sample 'lonely' in .*train-000002.tar lacks a .cls label"):
         load_dataset(f"wds:{tmp_path / 'shards'}")
     (tmp_path / "none").mkdir()
-    with pytest.raises(DataError, match=r"no test-\*.tar or val-\*.tar shards in"):
+    with pytest.raises(DataError, match=r"no test-\*.tar or val-\*.tar or validation-\*.tar shards in"):
         load_dataset(f"wds:{tmp_path / 'none'}", split="test")
     with pytest.raises(DataError, match="WebDataset folder .* does not exist"):
         load_dataset(f"wds:{tmp_path / 'nowhere'}")
@@ -583,3 +626,47 @@ def test_loads_are_reproducible_across_caches(tmp_path, monkeypatch):
     monkeypatch.setenv("SLC_CACHE", str(tmp_path / "other-cache"))
     second = load_dataset(spec, split="train")
     assert first.fingerprint() == second.fingerprint() and json.dumps(first.info()) == json.dumps(second.info())
+
+
+def test_webdataset_prefixed_shards_and_an_unlabelled_test_is_skipped(tmp_path):
+    root = tmp_path / "shards"
+    write_shards(root)
+    for shard in sorted(root.glob("*.tar")):
+        shard.rename(root / f"imagenet1k-{shard.name.replace('test-', 'validation-')}")
+    with tarfile.open(root / "imagenet1k-test-000000.tar", "w") as tf:  # ILSVRC's test: images, no .cls
+        data = encode(rng_image(50), "PNG")
+        info = tarfile.TarInfo("t000.png")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    test = load_dataset(f"wds:{root}", split="test")
+    assert len(test) == 3 and test.meta["shards"] == ["imagenet1k-validation-000000.tar"]
+    assert test.meta["skipped"] == ["test shards carry no .cls labels (unlabelled, like ILSVRC's test set)"]
+    assert len(load_dataset(f"wds:{root}", split="train")) == 6
+
+
+def test_readers_open_their_own_files_after_a_fork(tmp_path):
+    """DataLoader workers fork: a reader must not use (or close) its parent's descriptors."""
+    from sl_compiler.data.files import TarReader, scan_tar
+
+    tar = make_tar(tmp_path / "a.tar", *_one_file(tmp_path))
+    index = scan_tar(tar)
+    reader = TarReader([tar], np.zeros(1, dtype=np.int32), index.offsets, index.sizes)
+    expected = reader.read(0)
+    parent_fd = reader._fds[0]
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: read, report whether it used a descriptor of its own
+        try:
+            ok = reader.read(0) == expected and reader._fds[0] != parent_fd and reader._pid == os.getpid()
+            os.write(w, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(r, 1) == b"1"
+    assert reader._fds == {0: parent_fd} and reader.read(0) == expected  # the parent's descriptor is intact
+
+
+def _one_file(tmp_path: Path) -> tuple[Path, list[str]]:
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "a.png").write_bytes(encode(rng_image(1), "PNG"))
+    return tmp_path / "x", ["a.png"]

@@ -61,3 +61,16 @@ def test_fashion_mnist_from_the_debian_package():
     assert torch.bincount(train.targets).tolist() == [6000] * 10 and torch.bincount(test.targets).tolist() == [1000] * 10
     assert train.classes[0] == "T-shirt/top" and train.classes[9] == "Ankle boot"
     assert abs(train.pixels.float().mean().item() / 255 - train.mean[0]) < 1e-3
+
+
+def test_cifar10_found_by_its_location(cache, monkeypatch, tmp_path):
+    """`slc data add cifar10 PATH` once; then no --data-root anywhere (the README's commands)."""
+    if not CIFAR10.is_dir():
+        pytest.skip(f"no shared CIFAR-10 at {CIFAR10}")
+    from sl_compiler.data.locations import add_location
+
+    monkeypatch.setenv("SLC_CACHE", str(cache))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    add_location("cifar10", CIFAR10)
+    test = load_dataset("cifar10", split="test")
+    assert len(test) == 10_000 and test.meta["root"] == str(CIFAR10.resolve()) and test.info()["preprocess"]["resize"] == 32

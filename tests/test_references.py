@@ -154,10 +154,12 @@ def test_dataset_mismatch_is_an_error(store, tiny_info):
 
 
 def test_teachers_carry_their_preprocess_with_a_fallback_for_old_trajectories(store, tiny_info):
-    (teacher,) = resolve("convnet_d3@1", store, tiny_info)
     # written before datasets recorded a preprocess: the shorter side resized to the resolution, centre-cropped
+    old = {k: v for k, v in tiny_info.items() if k != "preprocess"}
+    store.add_checkpoint(_state("convnet_d3", 8), dataset_info=old, arch="convnet_d3", epoch=1, seed=5)
+    (teacher,) = resolve("convnet_d3@1#5", store, tiny_info)
     fallback = {"resize": 16, "crop": [16, 16], "interpolation": "bilinear", "mean": tiny_info["mean"], "std": tiny_info["std"]}
-    assert "preprocess" not in tiny_info and teacher.preprocess == fallback
+    assert teacher.preprocess == fallback == tiny_info["preprocess"]  # today's record says the same
     assert teacher.manifest_entry()["preprocess"] == fallback
     recorded = {"resize": 18, "crop": [16, 16], "interpolation": "bilinear", "mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2, 0.2]}
     store.add_checkpoint(_state("convnet_d3", 7), dataset_info={**tiny_info, "preprocess": recorded}, arch="convnet_d3", epoch=1, seed=4)

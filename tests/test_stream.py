@@ -15,6 +15,11 @@ from sl_compiler.data.stream import chunks
 from sl_compiler.errors import DataError
 
 
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLC_CACHE", str(tmp_path / "slc-cache"))
+
+
 def _write_folder(root, classes=("ant", "bee", "cat"), per_class=5, size=20):
     for k, cls in enumerate(classes):
         (root / "train" / cls).mkdir(parents=True)
@@ -91,3 +96,32 @@ def test_a_corrupt_file_is_one_line_naming_it_or_skipped(lazy, workers):
 def test_negative_workers_is_an_error(lazy):
     with pytest.raises(DataError, match="--workers -1"):
         stream(lazy, workers=-1)
+
+
+# ---------------------------------------------------------------- every layout, through worker processes
+
+
+@pytest.fixture(scope="module")
+def fake_roots(tmp_path_factory):
+    from sl_compiler.data.fake import LAYOUTS, FakeSpec, write_fake
+
+    root = tmp_path_factory.mktemp("layouts")
+    spec = FakeSpec(classes=3, per_class=3, val_per_class=2, min_size=20, max_size=44, seed=2)
+    return {layout: write_fake(root / layout, layout, spec) for layout in LAYOUTS}
+
+
+@pytest.mark.parametrize("layout", ["imagefolder", "imagefolder-tar", "ilsvrc-tars", "flat-val-devkit", "kaggle", "wds", "parquet", "tinyimagenet", "tinyimagenet-classval"])
+def test_two_workers_stream_every_layout_as_the_direct_decode(fake_roots, layout, tmp_path, monkeypatch):
+    """Readers (folders, tars, the tar of tars, parquet row groups) work in forked workers, in order."""
+    monkeypatch.setenv("SLC_CACHE", str(tmp_path / "cache"))
+    name = "tinyimagenet" if layout.startswith("tinyimagenet") else "imagenet"
+    for split in ("train", "test"):
+        images = load_dataset(name, fake_roots[layout], split, resolution=24, in_memory=False)
+        assert images.resize == (27 if name == "imagenet" else 24)  # ImageNet keeps its crop fraction: 24 / 0.875
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(1)).tolist()
+        got = list(stream(images, order, batch_size=2, workers=2))
+        assert torch.cat([b.indices for b in got]).tolist() == order
+        expected = torch.stack([decode_image(images.encoded(i)[0], images.shape, images.source_id(i), images.resize) for i in order])
+        assert torch.equal(torch.cat([b.pixels for b in got]), expected)
+        assert torch.equal(torch.cat([b.targets for b in got]), images.targets[order])
+        assert torch.equal(images.images(order), expected)

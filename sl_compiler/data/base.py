@@ -1,8 +1,9 @@
 """ImageSet: one split of a labelled image dataset, as every part of slc sees it.
 
 Images are uint8 (N, C, H, W). Small datasets live in memory as one tensor (``pixels``); large
-ones are files decoded on demand (``sources``). When the source is already encoded (JPEG, PNG),
-``encoded(i)`` returns its own bytes, so that artifacts never re-encode an image.
+ones are files decoded on demand (``sources``) with the split's preprocessing (short side resized
+to ``resize``, centre crop to ``shape``: ``preprocess``). When the source is already encoded
+(JPEG, PNG), ``encoded(i)`` returns its own bytes, so that artifacts never re-encode an image.
 """
 
 from __future__ import annotations
@@ -14,15 +15,19 @@ from typing import Callable, Sequence
 import torch
 
 from ..errors import DataError
-from .decode import decode_files, decode_image
+from .decode import decode_files
+from .preprocess import Preprocess, check_resize
 
 
 @dataclass
 class FileSource:
-    """Encoded images behind a reader: ``read(i) -> bytes``; ``ids[i]`` names file i; ``exts[i]`` its type."""
+    """Encoded images behind a reader: ``read(i) -> bytes``; ``ids[i]`` names file i; ``exts[i]`` its type.
 
-    ids: list[str]
-    exts: list[str]
+    ``ids`` and ``exts`` are sequences (``files.Names``/``files.Suffixes`` for large listings).
+    """
+
+    ids: Sequence[str]
+    exts: Sequence[str]
     read: Callable[[int], bytes]
 
 
@@ -38,12 +43,16 @@ class ImageSet:
     pixels: torch.Tensor | None = None  # uint8 (N, C, H, W), when held in memory
     sources: FileSource | None = None  # encoded files, when the source has them
     meta: dict = field(default_factory=dict)  # loader details recorded in manifests (root, layout)
+    resize: int | None = None  # short side before the centre crop to ``shape``; default the crop's longer side
 
     def __post_init__(self):
+        self.resize = check_resize(self.resize, tuple(self.shape[1:]))
         self.targets = torch.as_tensor(self.targets, dtype=torch.int64)
         if self.pixels is None and self.sources is None:
             raise ValueError("an ImageSet needs pixels or sources")
         n = len(self.targets)
+        if len(self.mean) != self.shape[0] or len(self.std) != self.shape[0]:
+            raise DataError(f"{self.name}/{self.split}: a {len(self.mean)}-channel normalisation for {self.shape[0]}-channel images", "pass channels= to match the normalisation, or load it as imagefolder:/parquet:PATH")
         if self.pixels is not None and (self.pixels.dtype != torch.uint8 or self.pixels.dim() != 4 or len(self.pixels) != n):
             raise ValueError(f"pixels must be uint8 (N, C, H, W) with N={n}")
         if self.sources is not None and len(self.sources.ids) != n:
@@ -82,7 +91,7 @@ class ImageSet:
         Undecodable images raise :class:`DataError` naming the file unless ``skip_bad`` (their
         rows are then zeros). Used by the streaming loader's workers.
         """
-        return decode_files(self.sources, list(indices), self.shape, skip_bad)
+        return decode_files(self.sources, list(indices), self.shape, skip_bad, self.resize)
 
     def encoded(self, i: int) -> tuple[bytes, str] | None:
         """The source's own bytes and extension (``jpg``, ``png``) for image i, if it has them."""
@@ -99,6 +108,11 @@ class ImageSet:
         counts = torch.bincount(self.targets, minlength=self.num_classes).tolist()
         return list(torch.split(order, counts))
 
+    @property
+    def preprocess(self) -> Preprocess:
+        """How an encoded image becomes one of this split's images (resize, crop, mean, std)."""
+        return Preprocess(self.resize, (self.shape[1], self.shape[2]), tuple(self.mean), tuple(self.std))
+
     def info(self) -> dict:
         """What a manifest records about this dataset."""
         return {
@@ -112,13 +126,16 @@ class ImageSet:
             "std": [round(float(s), 6) for s in self.std],
             "size": len(self),
             "fingerprint": self.fingerprint(),
+            "preprocess": self.preprocess.to_dict(),
         }
 
     def fingerprint(self) -> str:
         """sha256 over classes, labels and content; cached.
 
-        In-memory sets hash their pixels. Lazy sets (ImageNet) hash their file ids instead of
-        reading every file: reading 140 GB to name a dataset would make every compile pay for it.
+        In-memory sets hash their pixels. Lazy sets (ImageNet) hash their files' base names instead
+        of reading every file (reading 140 GB to name a dataset would make every compile pay for
+        it); base names, not paths, so that ImageNet as folders, as the official tar of tars or as
+        Kaggle's copy has one fingerprint, and an expert trained on one labels the others.
         """
         if "_fingerprint" not in self.__dict__:
             h = hashlib.sha256()
@@ -127,7 +144,7 @@ class ImageSet:
             if self.pixels is not None:
                 h.update(self.pixels.contiguous().numpy().tobytes())
             else:
-                h.update("\n".join(self.sources.ids).encode())
+                h.update("\n".join(i.rsplit("/", 1)[-1] for i in self.sources.ids).encode())
             self.__dict__["_fingerprint"] = h.hexdigest()
         return self.__dict__["_fingerprint"]
 
@@ -144,6 +161,7 @@ class ImageSet:
             std=self.std,
             pixels=self.images(idx),
             meta={**self.meta, "subset_of": self.split},
+            resize=self.resize,
         )
 
 

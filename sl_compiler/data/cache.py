@@ -21,7 +21,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-FORMAT = 1  # bump when what an entry holds changes, so old entries miss
+FORMAT = 2  # bump when what an entry holds changes, so old entries miss (2: torchvision's resize arithmetic, compact names)
 
 
 def cache_dir() -> Path:

@@ -78,22 +78,41 @@ def find_pickles(root: Path, key: str) -> Path | None:
     return None
 
 
-def load(root: Path, split: str, key: str, resolution: int | None = None, channels: int | None = None, in_memory: bool | None = None) -> ImageSet:
+def load(
+    root: Path, split: str, key: str, resolution: int | None = None, resize: int | None = None, channels: int | None = None, in_memory: bool | None = None
+) -> ImageSet:
     """One split of CIFAR-10/100 from torchvision's pickles, else from an ImageFolder root."""
     folder = find_pickles(root, key)
     if folder is not None:
-        if (resolution not in (None, 32)) or (channels not in (None, 3)):
-            raise DataError(f"{TITLE[key]} pickles hold 3x32x32 images, not {channels or 3}x{resolution or 32}", "drop the resolution/channels options")
+        if (resolution not in (None, 32)) or (channels not in (None, 3)) or resize not in (None, 32):
+            raise DataError(f"{TITLE[key]} pickles hold 3x32x32 images, not {channels or 3}x{resolution or 32} (resize {resize})", "drop the resolution/resize/channels options")
         return load_pickles(folder, split, key)
     if imagefolder.locate(root, split) is None:
         raise DataError(
             f"no {TITLE[key]} files in {root}",
             f"expected torchvision's {LAYOUT[key]['folder']}/, train/ and test/ class folders, or *train*.tar and *test*.tar",
         )
-    images = imagefolder.load(root, split, dataset_name=key, resolution=resolution, channels=channels, in_memory=in_memory)
+    images = imagefolder.load(root, split, dataset_name=key, resolution=resolution, resize=resize, channels=channels, in_memory=in_memory)
     if images.num_classes != LAYOUT[key]["classes"]:
         raise DataError(f"{root} holds {images.num_classes} class folders, {TITLE[key]} has {LAYOUT[key]['classes']}", f"point --data-root at a {TITLE[key]} root")
     return images
+
+
+def detect(root: Path, key: str) -> str | None:
+    """The layout of ``key``'s files in ``root``, None when there are none."""
+    if not root.is_dir():
+        return None
+    if find_pickles(root, key) is not None:
+        return "torchvision pickles"
+    return imagefolder.detect(root)
+
+
+def detect_cifar10(root: Path) -> str | None:
+    return detect(root, "cifar10")
+
+
+def detect_cifar100(root: Path) -> str | None:
+    return detect(root, "cifar100")
 
 
 def load_pickles(folder: Path, split: str, key: str) -> ImageSet:

@@ -55,6 +55,15 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
 
 
+def detect(root: Path) -> str | None:
+    """``idx files`` when ``root`` holds the training images file, else None."""
+    for sub in SUBDIRS:
+        for suffix in ("", ".gz"):
+            if (root / sub / (FILES["train"][0] + suffix)).is_file():
+                return f"idx files{' (gzipped)' if suffix else ''}{f' in {sub}/' if sub else ''}"
+    return None
+
+
 def load(root: Path, split: str, key: str) -> ImageSet:
     images_file, labels_file = (find(root, stem, key) for stem in FILES[split])
     images, labels = read_idx(images_file, 3), read_idx(labels_file, 1)

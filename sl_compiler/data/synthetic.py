@@ -43,6 +43,11 @@ def canonical_name(opts: dict) -> str:
     return f"synthetic:{extra}" if extra else "synthetic"
 
 
+def key(spec: str) -> str:
+    """The canonical name of ``synthetic:<spec>``."""
+    return canonical_name(parse_options(spec))
+
+
 def _smooth(g: torch.Generator, n: int, c: int, s: int) -> torch.Tensor:
     """n low-frequency random patterns (c, s, s) with zero mean and unit std."""
     coarse = max(2, s // 4)

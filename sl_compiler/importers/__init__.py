@@ -12,9 +12,10 @@ from .common import Target, interpret_labels, target_dataset, to_uint8
 from .dc import import_dc
 from .h5 import h5_arrays, import_h5
 from .imagefolder import import_imagefolder
+from .parquet import import_parquet
 from .tensors import import_mtt, import_tensor
 
-FORMATS = {"mtt": import_mtt, "dc": import_dc, "tensor": import_tensor, "imagefolder": import_imagefolder, "h5": import_h5}
+FORMATS = {"mtt": import_mtt, "dc": import_dc, "tensor": import_tensor, "imagefolder": import_imagefolder, "h5": import_h5, "parquet": import_parquet}
 
 __all__ = [
     "FORMATS",
@@ -24,6 +25,7 @@ __all__ = [
     "import_h5",
     "import_imagefolder",
     "import_mtt",
+    "import_parquet",
     "import_tensor",
     "interpret_labels",
     "target_dataset",
