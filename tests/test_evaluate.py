@@ -653,10 +653,12 @@ def test_the_test_split_is_decoded_with_the_artifacts_preprocess(pipeline):
 
     _, arts = pipeline
     art = load(arts[2])
-    fallback = preprocess(art)  # no preprocess recorded: built from the manifest's resolution, mean and std
-    assert fallback == {"resize": None, "crop": [16, 16], "mean": list(art.mean), "std": list(art.std)}
+    assert preprocess(art) == art.manifest["dataset"]["preprocess"]  # recorded by compile
+    del art.manifest["dataset"]["preprocess"]
+    fallback = preprocess(art)  # an older artifact: built from the manifest's resolution, mean and std
+    assert fallback == {"resize": 16, "crop": [16, 16], "interpolation": "bilinear", "mean": list(art.mean), "std": list(art.std)}
     art.manifest["dataset"]["preprocess"] = {"resize": 256, "crop": [224, 224], "interpolation": "bilinear", "mean": [0.5] * 3, "std": [0.25] * 3}
     assert preprocess(art)["resize"] == 256
     assert decode_options("imagenet", preprocess(art)) == {"in_memory": False, "resolution": 224, "resize": 256}
-    assert decode_options("imagefolder:/data/x", fallback) == {"in_memory": False, "resolution": 16}
+    assert decode_options("imagefolder:/data/x", fallback) == {"in_memory": False, "resolution": 16, "resize": 16}
     assert decode_options("synthetic:classes=4", fallback) == {} and decode_options("mnist", fallback) == {}

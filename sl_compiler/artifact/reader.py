@@ -8,6 +8,7 @@ so a member name cannot reach outside the artifact.
 from __future__ import annotations
 
 import functools
+from concurrent.futures import ThreadPoolExecutor
 import json
 import re
 import tarfile
@@ -17,6 +18,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 
 from ..data.decode import decode_image
+from ..data.preprocess import Preprocess
 from ..errors import ArtifactError, VerifyError
 from . import format as fmt
 from .manifest import check_manifest, parse_manifest
@@ -111,6 +113,7 @@ class Artifact:
         self.shape: tuple[int, int, int] = (ds["channels"], *ds["resolution"])
         self.mean: tuple[float, ...] = tuple(ds["mean"])
         self.std: tuple[float, ...] = tuple(ds["std"])
+        self.resize: int = Preprocess.from_info(ds).resize  # short side before the centre crop, as the teacher saw it
         self.ipc: int | None = manifest["ipc"]
         self.content_hash: str = manifest["content_hash"]
         self.label_kind: str = lab["kind"]
@@ -157,10 +160,15 @@ class Artifact:
 
     @functools.cached_property
     def images(self) -> torch.Tensor:
-        """uint8 (N, C, H, W), decoded once as the dataset loaders decode (sl_compiler.data.decode_image)."""
+        """uint8 (N, C, H, W), decoded once as the dataset loaders decode (the manifest's resize, then the crop), on threads."""
         out = torch.empty((len(self), *self.shape), dtype=torch.uint8)
-        for i, (key, parts) in enumerate(zip(self.keys, self._raw)):
-            out[i] = decode_image(parts[image_suffix(parts)], self.shape, key)
+
+        def decode(i: int) -> None:
+            parts = self._raw[i]
+            out[i] = decode_image(parts[image_suffix(parts)], self.shape, self.keys[i], self.resize)
+
+        with ThreadPoolExecutor(max(1, min(torch.get_num_threads(), len(self) // 64 + 1))) as pool:  # PIL decodes without the GIL
+            list(pool.map(decode, range(len(self))))
         return out
 
     def encoded(self, i: int) -> tuple[bytes, str]:
@@ -192,14 +200,14 @@ class Artifact:
         """A webdataset pipeline over the shards yielding (image uint8 (C,H,W), probs float32 (V,C), target)."""
         import webdataset as wds
 
-        decode = functools.partial(decode_sample, shape=self.shape, num_classes=self.num_classes, kind=self.label_kind, fill=self.manifest["labels"]["fill"])
+        decode = functools.partial(decode_sample, shape=self.shape, resize=self.resize, num_classes=self.num_classes, kind=self.label_kind, fill=self.manifest["labels"]["fill"])
         return wds.WebDataset(self.shard_urls(), shardshuffle=False, empty_check=False).map(decode)
 
 
-def decode_sample(sample: dict, shape, num_classes: int, kind: str, fill: str | None):
+def decode_sample(sample: dict, shape, num_classes: int, kind: str, fill: str | None, resize: int | None = None):
     """One webdataset sample dict (raw bytes per suffix) -> (image, probs (V, C), target)."""
     ext = image_suffix({k: v for k, v in sample.items() if not k.startswith("__")})
-    image = decode_image(sample[ext], shape, sample.get("__key__", "sample"))
+    image = decode_image(sample[ext], shape, sample.get("__key__", "sample"), resize)
     target = torch.tensor(int(sample["cls"]), dtype=torch.int64)
     if kind == "hard":
         probs = torch.nn.functional.one_hot(target, num_classes).float().unsqueeze(0)

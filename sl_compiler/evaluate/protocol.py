@@ -128,13 +128,16 @@ def protocol_key(dataset: str) -> str | None:
     None for anything that is not a known dataset: this is the only way a manifest's dataset
     name reaches a file name.
     """
-    from ..data import known_datasets
+    from ..data.registry import lookup
 
     try:
-        key = dataset_key(str(dataset)).split(":")[0]
+        dataset_key(str(dataset))  # a spec with bad options is not a dataset
+        entry = lookup(str(dataset))[0]
     except (SlcError, ValueError, TypeError):
         return None
-    return key if KEY_RE.fullmatch(key) and key in known_datasets() else None
+    if entry.kind == "path":  # imagefolder:PATH and the like have no protocol of their own
+        return None
+    return entry.name if KEY_RE.fullmatch(entry.name) else None
 
 
 def default_protocol(dataset: str) -> Protocol:

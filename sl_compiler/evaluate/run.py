@@ -27,6 +27,7 @@ from .. import __version__
 from ..artifact import Artifact
 from ..artifact.format import key_width, sample_key
 from ..data import ImageSet, dataset_key, load_dataset
+from ..data.preprocess import Preprocess
 from ..device import describe, prepare_model, resolve_device
 from ..errors import EvaluateError, ModelError
 from ..experts import default_store, resolve
@@ -56,11 +57,7 @@ class Ensemble(torch.nn.Module):
 
 def preprocess(art: Artifact) -> dict:
     """The artifact's input transform: its manifest's ``dataset.preprocess``, else built from resolution, mean and std."""
-    ds = art.manifest["dataset"]
-    recorded = ds.get("preprocess")
-    if isinstance(recorded, dict):
-        return dict(recorded)
-    return {"resize": None, "crop": list(ds["resolution"]), "mean": list(ds["mean"]), "std": list(ds["std"])}
+    return Preprocess.from_info(art.manifest["dataset"]).to_dict()
 
 
 def decode_options(name: str, pre: dict) -> dict:
