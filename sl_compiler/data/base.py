@@ -132,19 +132,21 @@ class ImageSet:
     def fingerprint(self) -> str:
         """sha256 over classes, labels and content; cached.
 
-        In-memory sets hash their pixels. Lazy sets (ImageNet) hash their files' base names instead
-        of reading every file (reading 140 GB to name a dataset would make every compile pay for
-        it); base names, not paths, so that ImageNet as folders, as the official tar of tars or as
-        Kaggle's copy has one fingerprint, and an expert trained on one labels the others.
+        Sets of files hash their files' base names, whether held in memory or not (so loading a
+        folder either way names one dataset), instead of reading every file: reading 140 GB to
+        name a dataset would make every compile pay for it. Base names, not paths, so that
+        ImageNet as folders, as the official tar of tars or as Kaggle's copy has one fingerprint,
+        and an expert trained on one labels the others. Sets without files (torchvision's CIFAR
+        pickles, idx files, synthetic data) hash their pixels.
         """
         if "_fingerprint" not in self.__dict__:
             h = hashlib.sha256()
             h.update("\n".join(self.classes).encode())
             h.update(self.targets.numpy().tobytes())
-            if self.pixels is not None:
-                h.update(self.pixels.contiguous().numpy().tobytes())
-            else:
+            if self.sources is not None:
                 h.update("\n".join(i.rsplit("/", 1)[-1] for i in self.sources.ids).encode())
+            else:
+                h.update(self.pixels.contiguous().numpy().tobytes())
             self.__dict__["_fingerprint"] = h.hexdigest()
         return self.__dict__["_fingerprint"]
 

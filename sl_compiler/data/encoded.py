@@ -25,7 +25,6 @@ from .base import FileSource, ImageSet
 from .decode import decode_files
 from .files import Names
 from .preprocess import check_resize
-from .stats import IMAGENET, pixel_stats
 
 IN_MEMORY_LIMIT = 4 * 2**30  # bytes of decoded uint8 pixels
 CHUNK = 512  # images per decode task
@@ -87,8 +86,9 @@ def image_set(
 
     ``signature`` may be a callable, called only when the set is decoded into memory (a listing
     of a million files need not stat each one to stay lazy). ``stats`` None means: computed from
-    these pixels (callers pass the training split's for test splits), ImageNet's constants when
-    the set stays lazy. ``resize`` is the short side before the centre crop to ``shape``.
+    the pixels (callers pass the training split's for test splits) by :func:`split_stats`, the
+    same numbers whether the set is held in memory or not. ``resize`` is the short side before
+    the centre crop to ``shape``.
     """
     if not len(targets):
         raise DataError(f"{name}/{split} holds no images", "check the dataset root")
@@ -101,25 +101,63 @@ def image_set(
         entry = cache.entry_path(
             f"pixels-{split}-{'x'.join(map(str, shape))}", kind="pixels", source=source_key, ids=ids_digest(source.ids), shape=shape, resize=resize
         )
-        tensors, saved = cache.load(entry) or ({}, {})
+        tensors, _ = cache.load(entry) or ({}, {})
         pixels = tensors.get("pixels")
         if pixels is None or tuple(pixels.shape) != (len(targets), *shape) or pixels.dtype != torch.uint8:
             pixels = decode_all(source, shape, f"decode {name}/{split}", resize)
-            saved = {"stats": pixel_stats(pixels)}  # a second pass over the pixels, so it is kept too
-            cache.save(entry, {"pixels": pixels}, saved)
-        mean, std = stats or saved.get("stats") or pixel_stats(pixels)
+            cache.save(entry, {"pixels": pixels}, {})
+    def build(mean, std) -> ImageSet:
+        return ImageSet(
+            name=name,
+            split=split,
+            classes=classes,
+            targets=targets,
+            shape=shape,
+            mean=tuple(mean),
+            std=tuple(std),
+            pixels=pixels,
+            sources=source,
+            meta={**meta, "in_memory": keep},
+            resize=resize,
+        )
+
+    if stats is None:
+        small = len(targets) * math.prod(shape) < IN_MEMORY_LIMIT
+        content = (signature() if small else None) if callable(signature) else signature
+        stats = split_stats(build((0.5,) * shape[0], (0.5,) * shape[0]), content)
+    return build(*stats)
+
+
+STATS_SAMPLE = 10_000  # images whose pixels set the normalisation of a split too large to read whole
+
+
+def split_stats(images: ImageSet, content: object = None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of a split's decoded pixels: all of them when the split is small
+    (decoded under ``IN_MEMORY_LIMIT``), else of ``STATS_SAMPLE`` images drawn with a fixed seed.
+
+    The same rule whether the split is held in memory or streamed, so loading a folder either way
+    normalises it identically; cached by file ids, ``content`` (the files' signature, when cheap)
+    and preprocessing.
+    """
+    from ..seeding import generator
+    from .stats import byte_counts, stats_from_counts
+    from .stream import stream
+
+    n = len(images)
+    if n * math.prod(images.shape) < IN_MEMORY_LIMIT or n <= STATS_SAMPLE:
+        sample = torch.arange(n)
     else:
-        mean, std = stats or IMAGENET
-    return ImageSet(
-        name=name,
-        split=split,
-        classes=classes,
-        targets=targets,
-        shape=shape,
-        mean=tuple(mean),
-        std=tuple(std),
-        pixels=pixels,
-        sources=source,
-        meta={**meta, "in_memory": keep},
-        resize=resize,
-    )
+        sample = torch.sort(torch.randperm(n, generator=generator("stats", n))[:STATS_SAMPLE]).values
+    entry = cache.entry_path(f"stats-{images.split}", kind="stats", source=content, ids=ids_digest(images.sources.ids), shape=images.shape, resize=images.resize, sample=len(sample))
+    hit = cache.load(entry)
+    if hit is not None and "counts" in hit[0]:
+        return stats_from_counts(hit[0]["counts"])
+    counts = torch.zeros(images.shape[0], 256, dtype=torch.int64)
+    with bar(len(sample), f"statistics {images.name}/{images.split}") as progress:
+        for batch in stream(images, sample, batch_size=256, skip_bad=True):  # a bad file fails where it is used, not here
+            counts += byte_counts(batch.pixels)
+            progress.update(len(batch.indices))
+    cache.save(entry, {"counts": counts}, {})
+    return stats_from_counts(counts)
+
+

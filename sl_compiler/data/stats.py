@@ -28,6 +28,11 @@ def pixel_stats(pixels: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, .
     Exact and memory-light: a histogram of the 256 byte values per channel, never a float copy
     of the whole set.
     """
+    return stats_from_counts(byte_counts(pixels))
+
+
+def byte_counts(pixels: torch.Tensor) -> torch.Tensor:
+    """int64 (C, 256): how often each byte value occurs per channel; counts of batches add up."""
     c = pixels.shape[1]
     rows = max(1, (1 << 24) // max(1, pixels[0].numel()))
     counts = torch.zeros(c, 256, dtype=torch.int64)
@@ -35,6 +40,11 @@ def pixel_stats(pixels: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, .
         block = pixels[start : start + rows]
         for ch in range(c):
             counts[ch] += torch.bincount(block[:, ch].flatten(), minlength=256)
+    return counts
+
+
+def stats_from_counts(counts: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Mean and unbiased std per channel, rounded to 6 digits, from :func:`byte_counts`."""
     values = torch.arange(256, dtype=torch.float64) / 255
     n = counts.sum(1).double()
     mean = (counts * values).sum(1) / n
