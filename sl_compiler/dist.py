@@ -224,9 +224,9 @@ class Team:
         except BaseException as exc:
             if self.distributed and self._reporting and not getattr(exc, "_slc_reported", False):
                 message = str(exc) if isinstance(exc, SlcError) else f"{type(exc).__name__}: {exc}"
+                exc._slc_reported = True  # type: ignore[attr-defined]  # rank 0 prints it (or its own); cli.main stays quiet here
                 with contextlib.suppress(Exception):
                     self._check(message)
-                    exc._slc_reported = True  # type: ignore[attr-defined]  # rank 0 prints it; cli.main stays quiet here
             raise
 
     @contextlib.contextmanager
@@ -236,13 +236,12 @@ class Team:
         A failure inside is not sent to the other ranks (their pending collective is another
         kind): the rank exits and torchrun's agent stops the others, naming it.
         """
-        self._reporting = False
-        try:
+        if not self.distributed:
             yield
-        except BaseException:
-            raise  # stays unreportable: the other ranks wait in a collective we must not answer
-        else:
-            self._reporting = True
+            return
+        self._reporting = False
+        yield  # an error propagates and leaves reporting off: the other ranks wait in a collective we must not answer
+        self._reporting = True
 
 
 SOLO = Team()
