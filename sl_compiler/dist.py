@@ -15,8 +15,10 @@ Faults. Every collective here first exchanges each rank's status, and :meth:`Tea
 turns an error raised by slc's code on one rank (bad input, a broken checkpoint) into
 :class:`RankFailed` on every other rank at its next collective, naming the rank; nobody waits for
 a rank that has given up. A rank that dies (killed, out of memory) is torchrun's to notice: its
-agent stops the other ranks and names the failed one. Collectives time out after
-``SLC_DIST_TIMEOUT`` seconds (default 1800) as a backstop against a peer that hangs.
+agent stops the other ranks and names the failed one. As a backstop against a rank that hangs,
+waiting for the others' work times out after ``SLC_DIST_PATIENCE`` seconds (default 86400: longer
+than one student, sweep cell or artifact write), and a data collective or DDP's all-reduce after
+``SLC_DIST_TIMEOUT`` seconds (default 1800).
 
 This module imports torch only when a process group is needed, so the CLI can ask
 :func:`launched` whether it runs under torchrun without paying for torch.
@@ -35,8 +37,9 @@ from .errors import SlcError
 
 T = TypeVar("T")
 
-TIMEOUT_ENV = "SLC_DIST_TIMEOUT"  # seconds a collective waits for the other ranks
-DEFAULT_TIMEOUT_S = 1800
+TIMEOUT_ENV = "SLC_DIST_TIMEOUT"  # seconds a data collective (and DDP's all-reduce) may take
+PATIENCE_ENV = "SLC_DIST_PATIENCE"  # seconds a rank waits for the others to finish their work
+DEFAULTS_S = {TIMEOUT_ENV: 1800, PATIENCE_ENV: 86400}
 FAULT_ENV = "SLC_FAULT"  # fault injection for tests and drills: POINT:RANK:N kills rank RANK at its N-th POINT
 
 # commands that split their work over the ranks of a torchrun launch; every other command refuses to run N times
@@ -105,24 +108,26 @@ def not_distributed(command: str) -> str | None:
     )
 
 
-def timeout_s() -> float:
-    value = os.environ.get(TIMEOUT_ENV)
+def timeout_s(name: str = TIMEOUT_ENV) -> float:
+    """``SLC_DIST_TIMEOUT`` (default 1800 s) or ``SLC_DIST_PATIENCE`` (default 86400 s), checked."""
+    value = os.environ.get(name)
     if not value:
-        return DEFAULT_TIMEOUT_S
+        return DEFAULTS_S[name]
     try:
         seconds = float(value)
     except ValueError:
         seconds = -1.0
     if seconds <= 0:
-        raise DistError(f"{TIMEOUT_ENV}={value!r} is not a positive number of seconds", f"unset it (default {DEFAULT_TIMEOUT_S} s) or give e.g. {TIMEOUT_ENV}=3600")
+        raise DistError(f"{name}={value!r} is not a positive number of seconds", f"unset it (default {DEFAULTS_S[name]} s) or give e.g. {name}=3600")
     return seconds
 
 
 class Team:
     """The ranks of this run as one of them sees them; a world of one (:data:`SOLO`) does no communication at all."""
 
-    def __init__(self, rank: int = 0, size: int = 1, local_rank: int = 0, local_size: int = 1):
+    def __init__(self, rank: int = 0, size: int = 1, local_rank: int = 0, local_size: int = 1, waits=None):
         self.rank, self.size, self.local_rank, self.local_size = rank, size, local_rank, local_size
+        self._waits = waits  # the gloo group of the status exchanges (timeout SLC_DIST_PATIENCE)
         self._reporting = True  # False while collectives other than ours are in flight (DistributedDataParallel)
 
     def __repr__(self) -> str:
@@ -152,11 +157,16 @@ class Team:
     # ---- collectives --------------------------------------------------------------------------
 
     def _check(self, status: str | None = None) -> None:
-        """Exchange statuses: raise :class:`RankFailed` here if another rank reports a failure."""
+        """Exchange statuses: raise :class:`RankFailed` here if another rank reports a failure.
+
+        This is where ranks wait for each other's work (a chunk, a student, rank 0 writing an
+        artifact), so it runs in a gloo group of its own that waits ``SLC_DIST_PATIENCE``; the
+        data collective that follows finds every rank there.
+        """
         import torch.distributed as tdist
 
         statuses: list = [None] * self.size
-        tdist.all_gather_object(statuses, status)
+        tdist.all_gather_object(statuses, status, group=self._waits)
         failed = [(r, s) for r, s in enumerate(statuses) if s is not None and r != self.rank]
         if failed:
             raise RankFailed(failed[0][0], self.size, failed[0][1])
@@ -273,7 +283,7 @@ def team() -> Team:
     if not tdist.is_initialized():
         tdist.init_process_group(backend, timeout=timedelta(seconds=timeout_s()))
         atexit.register(_close)
-    _team = Team(where.rank, where.size, where.local_rank, where.local_size)
+    _team = Team(where.rank, where.size, where.local_rank, where.local_size, tdist.new_group(backend="gloo", timeout=timedelta(seconds=timeout_s(PATIENCE_ENV))))
     if not _team.main:
         os.environ.setdefault("SLC_PROGRESS", "0")  # one progress display: rank 0's, for its share
     return _team
