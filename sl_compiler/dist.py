@@ -51,11 +51,11 @@ class DistError(SlcError):
 
 
 class RankFailed(SlcError):
-    """Another rank raised an error; this rank stops too (its own error was printed by rank 0)."""
+    """Another rank raised an error; this rank stops too, and rank 0 prints that error naming the rank."""
 
-    def __init__(self, rank: int, size: int, message: str):
+    def __init__(self, rank: int, size: int, problem: str, fix: str | None):
         self.rank = rank
-        super().__init__(f"rank {rank} of {size} failed: {message}", "fix what that error names and rerun the same command: finished pieces are reused")
+        super().__init__(f"rank {rank} of {size} failed: {problem}", fix or f"rank {rank} printed its traceback; once fixed, rerun the same command: finished pieces are reused")
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,7 @@ class Team:
 
     # ---- collectives --------------------------------------------------------------------------
 
-    def _check(self, status: str | None = None) -> None:
+    def _check(self, status: tuple[str, str | None] | None = None) -> None:
         """Exchange statuses: raise :class:`RankFailed` here if another rank reports a failure.
 
         This is where ranks wait for each other's work (a chunk, a student, rank 0 writing an
@@ -169,7 +169,8 @@ class Team:
         tdist.all_gather_object(statuses, status, group=self._waits)
         failed = [(r, s) for r, s in enumerate(statuses) if s is not None and r != self.rank]
         if failed:
-            raise RankFailed(failed[0][0], self.size, failed[0][1])
+            rank, (problem, fix) = failed[0]
+            raise RankFailed(rank, self.size, problem, fix)
 
     def barrier(self) -> None:
         """Wait for every rank (and learn whether one failed)."""
@@ -233,10 +234,11 @@ class Team:
             raise
         except BaseException as exc:
             if self.distributed and self._reporting and not getattr(exc, "_slc_reported", False):
-                message = str(exc) if isinstance(exc, SlcError) else f"{type(exc).__name__}: {exc}"
-                exc._slc_reported = True  # type: ignore[attr-defined]  # rank 0 prints it (or its own); cli.main stays quiet here
+                status = (exc.problem, exc.fix) if isinstance(exc, SlcError) else (f"{type(exc).__name__}: {exc}", None)
+                if isinstance(exc, SlcError):
+                    exc._slc_reported = True  # type: ignore[attr-defined]  # rank 0 prints it (or its own); cli.main stays quiet here
                 with contextlib.suppress(Exception):
-                    self._check(message)
+                    self._check(status)
             raise
 
     @contextlib.contextmanager
@@ -339,20 +341,28 @@ def workers(given: int | None) -> int | None:
 _faults: dict[str, int] = {}
 
 
-def fault(point: str) -> None:
-    """Fault injection: with ``SLC_FAULT=POINT:RANK:N`` rank RANK kills itself (SIGKILL) at its N-th ``point``.
+class InjectedFault(SlcError):
+    """The error ``SLC_FAULT=POINT:RANK:N:raise`` raises: a rank failing in slc's own code, for tests and drills."""
 
-    Tests and failure drills use it to kill a rank mid-compile; unset, it costs one lookup.
+
+def fault(point: str) -> None:
+    """Fault injection at ``point``: ``SLC_FAULT=POINT:RANK:N`` makes rank RANK kill itself (SIGKILL) at its N-th ``point``.
+
+    ``POINT:RANK:N:raise`` raises :class:`InjectedFault` there instead (an error every rank must
+    learn of). Tests and failure drills use it; unset, it costs one lookup.
     """
     spec = os.environ.get(FAULT_ENV)
     if not spec:
         return
-    name, rank, count = (spec.split(":") + ["", "", ""])[:3]
+    name, rank, count, how = (spec.split(":") + ["", "", "", ""])[:4]
     if name != point or str(launched().rank) != rank:
         return
     _faults[point] = _faults.get(point, 0) + 1
-    if _faults[point] >= int(count or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+    if _faults[point] < int(count or 1):
+        return
+    if how == "raise":
+        raise InjectedFault(f"fault injected at {point} #{_faults[point]} on rank {rank} ({FAULT_ENV}={spec})", f"unset {FAULT_ENV}")
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
-__all__ = ["DISTRIBUTED_COMMANDS", "DistError", "Launch", "RankFailed", "SOLO", "Team", "alone", "device", "fault", "launched", "not_distributed", "team", "timeout_s", "workers"]
+__all__ = ["DISTRIBUTED_COMMANDS", "DistError", "InjectedFault", "Launch", "RankFailed", "SOLO", "Team", "alone", "device", "fault", "launched", "not_distributed", "team", "timeout_s", "workers"]
