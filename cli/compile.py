@@ -57,7 +57,8 @@ def compile_cmd(recipe_file, dataset, data_root, ipc, teacher, experts_dir, temp
     else:
         recipe = Recipe.from_dict({k: v for k, v in flags.items() if v is not None}, source="flags")
     if write_recipe is not None:
-        click.echo(f"wrote {recipe.write(write_recipe)}")
+        if dist.launched().rank == 0:  # under torchrun one rank writes it
+            click.echo(f"wrote {recipe.write(write_recipe)}")
         return
     path = compile_artifact(recipe, experts=experts_dir, device=device, out=out, force=force, batch_size=batch_size, workers=workers, skip_bad=skip_bad)
     if not dist.team().main:

@@ -395,3 +395,21 @@ def test_the_fault_hook_counts_its_point_on_its_rank_only(monkeypatch):
     monkeypatch.setenv(dist.FAULT_ENV, "label:1:1:raise")
     dist.fault("label")  # rank 1's fault does not fire on rank 0
     assert isinstance(dist.InjectedFault("x"), SlcError)
+
+
+def test_the_scaling_benchmark_runs_every_configuration_and_writes_its_ratios(tmp_path, monkeypatch):
+    import importlib.util
+
+    monkeypatch.setenv("SLC_CACHE", str(tmp_path / "cache"))
+    spec = importlib.util.spec_from_file_location("dist_scaling", REPO / "benchmarks" / "dist_scaling.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "r.json"
+    result = bench.main(["--quick", "--classes", "2", "--per-class", "6", "--ipc", "3", "--data", str(tmp_path / "fake"), "--out", str(out)])
+    assert json.loads(out.read_text()) == result
+    assert result["settings"]["images_scored"] == 12 and result["settings"]["images_labelled"] == 6
+    assert result["settings"]["score_chunk"] == 1 and result["settings"]["label_batch"] == 1  # 8 pieces per rank
+    assert set(result["img_per_s"]) == {"one", "ranks", "one_workers"} and all(v > 0 for c in result["img_per_s"].values() for v in c.values())
+    assert [f["target"] for f in result["figures"]] == [">= 1.6", ">= 1.6", None]
+    best = {name: min(r["score"] for r in runs) for name, runs in result["seconds"].items()}  # seconds kept to 3 decimals
+    assert result["ratio"]["score"] == pytest.approx(best["one"] / best["ranks"], abs=0.01 * best["one"] / best["ranks"] + 0.002)
