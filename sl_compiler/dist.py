@@ -235,8 +235,8 @@ class Team:
         except BaseException as exc:
             if self.distributed and self._reporting and not getattr(exc, "_slc_reported", False):
                 status = (exc.problem, exc.fix) if isinstance(exc, SlcError) else (f"{type(exc).__name__}: {exc}", None)
-                if isinstance(exc, SlcError):
-                    exc._slc_reported = True  # type: ignore[attr-defined]  # rank 0 prints it (or its own); cli.main stays quiet here
+                with contextlib.suppress(AttributeError):
+                    exc._slc_reported = True  # type: ignore[attr-defined]  # sent once (an outer block passes it on); cli.main lets rank 0 print it
                 with contextlib.suppress(Exception):
                     self._check(status)
             raise
