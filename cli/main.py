@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = cli.main(args=argv, prog_name="slc", standalone_mode=False)
     except SlcError as exc:
-        if where.distributed and where.rank != 0 and (isinstance(exc, dist.RankFailed) or getattr(exc, "_slc_reported", False)):
+        if where.distributed and where.rank != 0 and (isinstance(exc, dist.RankFailed) or getattr(exc, "slc_sent", False)):
             return exc.exit_code  # rank 0 prints it, naming this rank
         click.echo(f"error: {f'rank {where.rank}: ' if where.distributed and where.rank else ''}{exc}", err=True)
         return exc.exit_code

@@ -325,9 +325,16 @@ class Decoded:
         if not len(new):
             return {}
         batches = stream(self.data, new, batch_size=batch_size, workers=workers, skip_bad=skip_bad)
-        got = list(batches)
-        self.indices = torch.cat([self.indices, *(b.indices for b in got)])
-        self.pixels = torch.cat([self.pixels, *(b.pixels for b in got)])
+        pixels = torch.empty((len(new), *self.data.shape), dtype=torch.uint8)  # filled in place: one copy of the picks in memory
+        indices = torch.empty(len(new), dtype=torch.int64)
+        done = 0
+        for b in batches:
+            pixels[done : done + len(b.indices)], indices[done : done + len(b.indices)] = b.pixels, b.indices
+            done += len(b.indices)
+        pixels, indices = pixels[:done], indices[:done]
+        if len(self.indices):  # a later pass (the replacements of skipped picks) adds to the first
+            pixels, indices = torch.cat([self.pixels, pixels]), torch.cat([self.indices, indices])
+        self.pixels, self.indices = pixels, indices
         return {i: (sid, problem) for i, sid, problem in batches.skipped}
 
     def take(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

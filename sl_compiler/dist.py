@@ -233,12 +233,17 @@ class Team:
         except RankFailed:
             raise
         except BaseException as exc:
-            if self.distributed and self._reporting and not getattr(exc, "_slc_reported", False):
+            if self.distributed and self._reporting and not hasattr(exc, "slc_sent"):
                 status = (exc.problem, exc.fix) if isinstance(exc, SlcError) else (f"{type(exc).__name__}: {exc}", None)
-                with contextlib.suppress(AttributeError):
-                    exc._slc_reported = True  # type: ignore[attr-defined]  # sent once (an outer block passes it on); cli.main lets rank 0 print it
-                with contextlib.suppress(Exception):
+                sent = True
+                try:
                     self._check(status)
+                except RankFailed:
+                    pass  # exchanged: another rank failed as well
+                except Exception:
+                    sent = False  # the exchange itself broke: this rank must print its error
+                with contextlib.suppress(AttributeError):
+                    exc.slc_sent = sent  # type: ignore[attr-defined]  # an outer block does not send it again; cli.main lets rank 0 print it
             raise
 
     @contextlib.contextmanager
