@@ -28,11 +28,11 @@ def _every_percent() -> float:
 
 
 def bar(total: int | float | None = None, desc: str = "", unit: str = "img", **kwargs):
-    """A progress reporter on stderr (``update(n)``, ``n``, ``set_postfix_str``, a context manager);
-    ``unit`` shapes the rate shown (``img/s``, ``step/s``)."""
+    """A progress reporter on stderr (``update(n)``, ``n``, ``set_postfix_str``, a context manager,
+    and an iterator over ``iterable=`` when given); ``unit`` shapes the rate shown (``img/s``, ``step/s``)."""
     leave = kwargs.pop("leave", True)
     if enabled() and not _isatty(sys.stderr):
-        return LineProgress(total, desc, unit, every=_every_percent())
+        return LineProgress(total, desc, unit, every=_every_percent(), iterable=kwargs.get("iterable"))
     return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, dynamic_ncols=True, file=sys.stderr, disable=not enabled(), leave=leave, **kwargs)
 
 
@@ -60,13 +60,16 @@ def _clock(seconds: float) -> str:
 class LineProgress:
     """Plain progress lines: ``label teacher: 25% 2.5k/10k img, 48.2 img/s, elapsed 0:52, ETA 2:35``.
 
-    One line each time another ``every`` percent is done (at most one per update); without a
+    One line each time another ``every`` percent is done (at most one per update, and at most one
+    every ``MIN_GAP_S`` seconds, so a job of seconds does not write twenty lines); without a
     total, one line a minute at most. A last line gives the total, the time and the mean rate.
     """
 
+    MIN_GAP_S = 2.0
     MIN_GAP_UNKNOWN_S = 60.0
 
-    def __init__(self, total, desc: str, unit: str, every: float = 5.0, file=None, clock=time.monotonic):
+    def __init__(self, total, desc: str, unit: str, every: float = 5.0, file=None, clock=time.monotonic, iterable=None):
+        self.iterable = iterable
         self.total = total if total else None
         self.desc, self.unit, self.every = desc, unit, every
         self.file = file or sys.stderr
@@ -82,11 +85,17 @@ class LineProgress:
         now = self.clock()
         if self.total:
             percent = 100.0 * self.n / self.total
-            if percent >= self.next_percent and self.n < self.total:
+            if percent >= self.next_percent and self.n < self.total and now - self.last_time >= self.MIN_GAP_S:
                 self._line(now, percent)
                 self.next_percent = (int(percent // self.every) + 1) * self.every
         elif now - self.last_time >= self.MIN_GAP_UNKNOWN_S:
             self._line(now, None)
+
+    def __iter__(self):
+        with self:
+            for item in self.iterable:
+                yield item
+                self.update(1)
 
     def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
         self.postfix = s

@@ -689,3 +689,15 @@ def test_synthetic_pixels_do_not_depend_on_the_cpus_float_kernels(tmp_path):
     portable = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.splitlines()
     here = [f"{d.fingerprint()} {d.mean} {d.std}" for d in (load_dataset(spec, split=s) for s in ("train", "test"))]
     assert portable == here
+
+
+def test_the_in_memory_limit_is_a_setting_and_never_changes_the_dataset(tmp_path, cache_dir, monkeypatch):
+    write_imagefolder(tmp_path / "root", fmt="JPEG")
+    held = load_dataset(f"imagefolder:{tmp_path / 'root'}", split="train")
+    monkeypatch.setenv("SLC_IN_MEMORY_GIB", "0")  # stream every dataset of files
+    streamed = load_dataset(f"imagefolder:{tmp_path / 'root'}", split="train")
+    assert held.pixels is not None and streamed.pixels is None
+    assert streamed.info() == {**held.info()}  # same fingerprint, statistics and preprocess
+    monkeypatch.setenv("SLC_IN_MEMORY_GIB", "lots")
+    with pytest.raises(DataError, match="SLC_IN_MEMORY_GIB='lots'"):
+        load_dataset(f"imagefolder:{tmp_path / 'root'}", split="train")

@@ -65,3 +65,16 @@ def test_bar_is_lines_in_a_log_a_bar_on_a_terminal_and_silent_when_off(monkeypat
     b.update(10)
     b.close()
     assert progress.sys.stderr.getvalue() == ""
+
+
+def test_a_fast_job_writes_few_lines_and_an_iterable_is_walked(monkeypatch):
+    out, clock = io.StringIO(), Clock()
+    with progress.LineProgress(16, "decode", "img", every=5, file=out, clock=clock) as p:
+        for _ in range(16):
+            clock.t += 0.01  # 16 images in 0.16 s: every one is another 6 %, none deserves a line
+            p.update(1)
+    assert out.getvalue().splitlines() == ["decode: done, 16 img in 0:00 (100 img/s)"]
+    monkeypatch.setenv("SLC_PROGRESS", "1")
+    monkeypatch.setattr(progress.sys, "stderr", io.StringIO())
+    assert list(progress.bar(3, "list", unit="class", iterable=["a", "b", "c"])) == ["a", "b", "c"]
+    assert progress.sys.stderr.getvalue().splitlines()[-1].startswith("list: done, 3 class")

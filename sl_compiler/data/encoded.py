@@ -1,6 +1,6 @@
 """Datasets of encoded files (JPEG, PNG) -> ImageSet: decoded once and cached when small, lazy when large.
 
-Small sets (decoded size under ``IN_MEMORY_LIMIT``) are decoded in one pass into ``pixels`` and
+Small sets (decoded size under ``$SLC_IN_MEMORY_GIB``, default 4 GiB) are decoded in one pass into ``pixels`` and
 cached (``data.cache``), so the second load reads one safetensors file. JPEGs are decoded in
 batches by torchvision's libjpeg decoder on worker threads (it releases the GIL); its RGB output
 is bit-identical to PIL's, which decodes everything else and every image that needs resizing
@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -26,7 +27,8 @@ from .decode import decode_files
 from .files import Names
 from .preprocess import check_resize
 
-IN_MEMORY_LIMIT = 4 * 2**30  # bytes of decoded uint8 pixels
+IN_MEMORY_LIMIT = 4 * 2**30  # bytes of decoded uint8 pixels; $SLC_IN_MEMORY_GIB overrides it
+STATS_ALL_BYTES = 4 * 2**30  # a split this small (decoded) takes its statistics from every pixel; fixed, so no setting changes them
 CHUNK = 512  # images per decode task
 
 
@@ -68,6 +70,23 @@ def ids_digest(ids) -> str:
     return hashlib.sha256(ids.joined() if isinstance(ids, Names) else "\n".join(ids).encode()).hexdigest()
 
 
+def in_memory_limit() -> int:
+    """Bytes of decoded pixels up to which a split of files is decoded into memory: ``$SLC_IN_MEMORY_GIB`` GiB, default 4.
+
+    0 streams every split of files from disk (what ImageNet does at any setting).
+    """
+    value = os.environ.get("SLC_IN_MEMORY_GIB")
+    if value is None:
+        return IN_MEMORY_LIMIT
+    try:
+        gib = float(value)
+        if gib < 0 or gib != gib:
+            raise ValueError
+    except ValueError:
+        raise DataError(f"SLC_IN_MEMORY_GIB={value!r} is not a size in GiB", "set it to a number such as 4, or 0 to stream every dataset of files") from None
+    return int(gib * 2**30)
+
+
 def image_set(
     *,
     name: str,
@@ -93,7 +112,7 @@ def image_set(
     if not len(targets):
         raise DataError(f"{name}/{split} holds no images", "check the dataset root")
     resize = check_resize(resize, tuple(shape[1:]))
-    keep = in_memory if in_memory is not None else len(targets) * math.prod(shape) < IN_MEMORY_LIMIT
+    keep = in_memory if in_memory is not None else len(targets) * math.prod(shape) < in_memory_limit()
     pixels = None
     if keep:
         # keyed by content and preprocessing, not by name: cifar10 and imagefolder:PATH over the same tar share one entry
@@ -122,7 +141,7 @@ def image_set(
         )
 
     if stats is None:
-        small = len(targets) * math.prod(shape) < IN_MEMORY_LIMIT
+        small = len(targets) * math.prod(shape) < STATS_ALL_BYTES
         content = (signature() if small else None) if callable(signature) else signature
         stats = split_stats(build((0.5,) * shape[0], (0.5,) * shape[0]), content)
     return build(*stats)
@@ -133,7 +152,7 @@ STATS_SAMPLE = 10_000  # images whose pixels set the normalisation of a split to
 
 def split_stats(images: ImageSet, content: object = None) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std of a split's decoded pixels: all of them when the split is small
-    (decoded under ``IN_MEMORY_LIMIT``), else of ``STATS_SAMPLE`` images drawn with a fixed seed.
+    (decoded under ``STATS_ALL_BYTES``), else of ``STATS_SAMPLE`` images drawn with a fixed seed.
 
     The same rule whether the split is held in memory or streamed, so loading a folder either way
     normalises it identically; cached by file ids, ``content`` (the files' signature, when cheap)
@@ -144,7 +163,7 @@ def split_stats(images: ImageSet, content: object = None) -> tuple[tuple[float, 
     from .stream import stream
 
     n = len(images)
-    if n * math.prod(images.shape) < IN_MEMORY_LIMIT or n <= STATS_SAMPLE:
+    if n * math.prod(images.shape) < STATS_ALL_BYTES or n <= STATS_SAMPLE:
         sample = torch.arange(n)
     else:
         sample = torch.sort(torch.randperm(n, generator=generator("stats", n))[:STATS_SAMPLE]).values
