@@ -49,11 +49,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _fake_imagenet import fake_imagenet  # noqa: E402
 
 from sl_compiler import compile as pipeline  # noqa: E402
 from sl_compiler.artifact import load  # noqa: E402
 from sl_compiler.data import load_dataset  # noqa: E402
+from sl_compiler.data.fake import FakeSpec, write_fake  # noqa: E402
 from sl_compiler.device import describe, resolve_device  # noqa: E402
 from sl_compiler.experts import ExpertStore, resolve  # noqa: E402
 from sl_compiler.label import AugmentedViews, Ensemble, sample_views, teacher_labels  # noqa: E402
@@ -250,10 +250,15 @@ def run(args, device, work: Path) -> dict:
     # 2. streamed scoring of a folder of JPEGs
     classes = 10
     per_class = math.ceil(args.folder_images / classes)
-    files, targets = fake_imagenet(work / "folder", classes, per_class, sizes=(args.folder_resolution * 3 // 2, args.folder_resolution * 3))
-    folder = load_dataset(f"imagefolder:{work / 'folder'}", split="train", resolution=args.folder_resolution, in_memory=False)
-    ids = [str(p.relative_to(work / "folder")) for p in files]
-    assert folder.sources.ids == ids and folder.targets.tolist() == targets  # both loops read the same files in the same order
+    spec = FakeSpec(classes=classes, per_class=per_class, val_per_class=1, min_size=args.folder_resolution * 3 // 2, max_size=args.folder_resolution * 3)
+    root = write_fake(work / "folder", "imagefolder", spec)
+    # the bare loop's own listing, as torchvision's ImageFolder makes it: sorted class folders, sorted files
+    class_dirs = sorted(d for d in (root / "train").iterdir() if d.is_dir())
+    files = [f for d in class_dirs for f in sorted(d.iterdir())]
+    targets = [k for k, d in enumerate(class_dirs) for _ in sorted(d.iterdir())]
+    folder = load_dataset(f"imagefolder:{root}", split="train", resolution=args.folder_resolution, in_memory=False)
+    ids = [str(p.relative_to(root)) for p in files]
+    assert list(folder.sources.ids) == ids and folder.targets.tolist() == targets  # both loops read the same files in the same order
     folder_teachers = add_teacher(work / "folder-experts", folder.info(), classes, folder.shape)
     folder_model = folder_teachers[0].load(device)
     folder_ensemble = Ensemble(folder_teachers, folder.mean, folder.std, device)

@@ -347,3 +347,28 @@ def test_cifar10_pieces_carried_over_two_calls_are_joined_and_checked(tmp_path):
     (second / "cifar10-train.tar.part-01").write_bytes(b"z" * 400)
     with pytest.raises(gpu_suite.IncompleteData):
         gpu_suite.find_cifar10(str(tmp_path / "carry"), tmp_path / "work2")
+
+
+def test_the_memory_measure_sees_the_whole_process_tree():
+    """benchmarks/_memory.py: a child's pages are in the tree's PSS, and a gone process counts nothing."""
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+
+    spec = importlib.util.spec_from_file_location("_memory", BENCHMARKS / "_memory.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    fill = "import time; b = b'x' * (64 << 20); print('ready', flush=True); time.sleep(60)"
+    child = subprocess.Popen([sys.executable, "-c", fill], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"  # its 64 MiB are written
+        assert child.pid in bench.process_tree(os.getpid())
+        pss, rss = bench.memory(child.pid)
+        assert 60 << 20 < pss <= rss
+    finally:
+        child.kill()
+        child.wait()
+    assert bench.memory(child.pid) == (0, 0)
+    run = bench.peak_memory([sys.executable, "-c", "import subprocess, sys; subprocess.run([sys.executable, '-c', " + repr(fill.replace("time.sleep(60)", "time.sleep(1)")) + "])"])
+    assert run["returncode"] == 0 and run["processes"] >= 2 and run["tree_pss_bytes"] > 60 << 20
