@@ -29,7 +29,7 @@ from .errors import HubError, VerifyError
 REPO_TYPE = "dataset"
 SPEC_RE = re.compile(r"^(?:hf://)?(?:datasets/)?([A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@([^@\s]+))?$")
 TAG_RE = re.compile(r"^(?!.*\.\.)(?!.*//)[A-Za-z0-9][A-Za-z0-9._/+-]{0,127}$")
-ARTIFACT_PATTERNS = ["manifest.json", "README.md", "data/train-*.tar"]
+ARTIFACT_PATTERNS = ["manifest.json", "README.md", "grid.png", "eval/results.json", "data/train-*.tar"]
 
 
 @dataclass
@@ -80,8 +80,8 @@ def verify_artifact(path_or_uri: str | Path):
 
 
 def artifact_files(manifest: dict) -> list[str]:
-    """The files an artifact consists of, as repo paths: manifest, card, then shards in order."""
-    return ["manifest.json", "README.md", *(s["path"] for s in manifest["shards"])]
+    """The files an artifact consists of, as repo paths: manifest, card, grid (when recorded), then shards in order."""
+    return ["manifest.json", "README.md", *(["grid.png"] if "grid" in manifest else []), *(s["path"] for s in manifest["shards"])]
 
 
 def publish(path: str | Path, repo: str, tag: str | None = None, private: bool = False) -> Published:
