@@ -49,6 +49,9 @@ def write_bytes(path: Path, data: bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as open() would have made it (mkstemp makes 0600)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -107,7 +110,8 @@ def pareto_png(points: Sequence[tuple[int, float, float]], best: Sequence[tuple[
         ipcs = sorted({p[0] for p in points} | {b[0] for b in best})
         if ipcs and ipcs[0] > 0 and ipcs[-1] / ipcs[0] >= 8:
             ax.set_xscale("log")
-        ax.set_xticks(ipcs, [str(i) for i in ipcs]) if ipcs else None
+        if ipcs:
+            ax.set_xticks(ipcs, [str(i) for i in ipcs])
         ax.set_xlabel("images per class (IPC)")
         ax.set_ylabel("student test accuracy (%)")
         ax.set_title(title)
@@ -133,6 +137,9 @@ def series_png(series: Sequence[dict], title: str, xlabel: str, ylabel: str, xsc
                 ax.plot(xs, ys, fmt, label=s["label"], markersize=4)
         ax.set_xscale(xscale)
         ax.set_yscale(yscale)
+        xs = sorted({p[0] for s in series for p in s["points"]})
+        if xscale == "log" and 0 < len(xs) <= 12:
+            ax.set_xticks(xs, [f"{x:g}" for x in xs])  # the measured points, not powers of ten
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_title(title)
@@ -174,20 +181,24 @@ def per_class_png(classes: Sequence[str], cells: dict[str, Sequence[float | None
         return png(fig)
 
 
-def heatmap_png(matrix, classes: Sequence[str], title: str) -> bytes:
-    """A (C, C) matrix (rows: true class, columns: label class) as an image with a colour bar; class names up to 30 classes."""
-    c = len(classes)
-    side = 6.0 if c <= 30 else 5.5
-    with figure(side + 1.2, side, dpi=120) as fig:
+def heatmap_png(matrix, rows: Sequence[str], columns: Sequence[str], title: str, xlabel: str, ylabel: str, colorbar: str) -> bytes:
+    """A (R, C) matrix as an image with a colour bar from 0 to its maximum; axis names up to 30 rows and columns."""
+    import numpy as np
+
+    matrix = np.asarray(matrix, dtype=np.float64)
+    side = min(max(2.4, 0.32 * max(len(rows), len(columns))), 7.0)  # inches of matrix: small sets stay small
+    tall = len(rows) / max(1, len(columns))
+    with figure(side + 2.6, min(max(3.0, side * tall + 1.8), 12.0), dpi=120) as fig:
         ax = fig.add_subplot()
-        im = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=max(float(matrix.max()), 1e-6), interpolation="nearest")
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="mean probability")
-        if c <= 30:
-            names = [n[:14] for n in classes]
-            ax.set_xticks(range(c), names, rotation=90, fontsize=7)
-            ax.set_yticks(range(c), names, fontsize=7)
-        ax.set_xlabel("label class")
-        ax.set_ylabel("true class")
+        top = float(matrix.max()) if matrix.size else 0.0
+        im = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=top if top > 0 else 1.0, interpolation="nearest", aspect="auto")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label=colorbar)
+        if len(columns) <= 30:
+            ax.set_xticks(range(len(columns)), [str(n)[:14] for n in columns], rotation=90, fontsize=7)
+        if len(rows) <= 30:
+            ax.set_yticks(range(len(rows)), [str(n)[:14] for n in rows], fontsize=7)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
         ax.set_title(title)
         fig.tight_layout()
         return png(fig)

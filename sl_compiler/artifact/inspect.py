@@ -47,6 +47,22 @@ def per_class_statistics(probs: torch.Tensor, targets: torch.Tensor, classes: li
     return rows
 
 
+def class_mean_labels(art, chunk: int = 4096) -> torch.Tensor:
+    """float64 (C, C): row c is the mean soft label (over views, then images) of the images of class c;
+    a class without images is a row of zeros. Computed ``chunk`` samples at a time from the stored labels."""
+    from .grid import stored_labels
+
+    c = art.num_classes
+    labels = stored_labels(art.label_kind, art.labels, c, art.manifest["labels"].get("fill"))
+    sums = torch.zeros(c, c, dtype=torch.float64)
+    for start in range(0, len(art), chunk):
+        idx = torch.arange(start, min(start + chunk, len(art)))
+        rows = labels(idx).double().mean(1) if labels is not None else torch.nn.functional.one_hot(art.targets[idx], c).double()
+        sums.index_add_(0, art.targets[idx], rows)
+    counts = torch.bincount(art.targets, minlength=c).double().clamp_min(1)
+    return sums / counts[:, None]
+
+
 def byte_breakdown(art, path: Path) -> dict:
     """Where the bytes go: images, labels (values, view parameters, safetensors headers) and the rest
     (tar headers and padding, .cls and .json members, manifest.json, README.md, grid.png, and

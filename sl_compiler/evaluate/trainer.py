@@ -25,7 +25,8 @@ from .data import EvalSet
 from .optim import StackedOptimizer, schedule_factor
 from .protocol import Protocol
 from .regimes import TrainingSet
-from .students import StudentGroup, score
+from .students import StudentGroup, accuracy, class_hits, score
+from .tables import per_class_cell
 
 __all__ = ["EvalSet", "StudentTrainer", "evaluate_students", "make_augment", "select_lr", "train_group", "train_students"]
 
@@ -121,9 +122,14 @@ def train_students(
     One at a time, the trained students are kept and scored together in one pass per eval set,
     so a streamed test split is read once per cell.
     """
-    plans = [(seeds, lrs)] if batched else [([s], [lr]) for s, lr in zip(seeds, lrs)]
-    groups = [StudentTrainer(data, protocol, s, lr, device, compile).run(desc) for s, lr in plans]
+    groups = trained_groups(data, protocol, seeds, lrs, device, batched, desc, compile)
     return {name: score(groups, e, protocol.eval_batch_size) for name, e in evals.items()}
+
+
+def trained_groups(data: TrainingSet, protocol: Protocol, seeds: list[int], lrs: list[float], device: torch.device, batched: bool, desc: str, compile: bool) -> list[StudentGroup]:
+    """Students (seed k, lr k) trained all in one group, or one group each."""
+    plans = [(seeds, lrs)] if batched else [([s], [lr]) for s, lr in zip(seeds, lrs)]
+    return [StudentTrainer(data, protocol, s, lr, device, compile).run(desc) for s, lr in plans]
 
 
 def select_lr(data: TrainingSet, protocol: Protocol, holdout: EvalSet, device: torch.device, batched: bool, desc: str = "lr selection", compile: bool = False) -> tuple[float, dict[str, float]]:
@@ -153,14 +159,15 @@ def evaluate_students(
 
     Returns the seeds, per-seed final-epoch test accuracies (fractions), their mean and
     (population) std (None for one seed: a spread of one run is not measured), the lr used, the
-    selection record and the wall time.
+    selection record, the per-class accuracy (:func:`~.tables.per_class_cell`) and the wall time.
     """
     start = time.perf_counter()
     lr, selection = protocol.lr, None
     if lr is None:
         lr, selection = select_lr(data, protocol, holdout_fn(), device, batched, f"{desc} lr", compile)
     seeds = list(protocol.seeds)
-    acc = train_students(data, protocol, seeds, [lr] * len(seeds), device, {"test": test}, batched, desc, compile)["test"]
+    hits, counts = class_hits(trained_groups(data, protocol, seeds, [lr] * len(seeds), device, batched, desc, compile), test, protocol.eval_batch_size)
+    acc = accuracy(hits, counts)
     t = torch.tensor(acc, dtype=torch.float64)
     return {
         "seeds": seeds,
@@ -169,5 +176,6 @@ def evaluate_students(
         "std": float(t.std(unbiased=False)) if len(acc) > 1 else None,
         "lr": lr,
         "lr_selection": selection,
+        "per_class": per_class_cell(hits, counts),
         "wall_s": round(time.perf_counter() - start, 3),
     }
