@@ -192,3 +192,21 @@ class Browser:
     def requests(self) -> list[str]:
         """Every URL the page asked for."""
         return [e["params"]["request"]["url"] for e in self.events if e["method"] == "Network.requestWillBeSent"]
+
+
+if __name__ == "__main__":
+    import argparse
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(description="Screenshot a page with headless Chromium (the README's docs/report.png).")
+    parser.add_argument("page", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--width", type=int, default=1280)
+    parser.add_argument("--height", type=int, default=1600)
+    args = parser.parse_args()
+    with Browser(args.width, args.height) as browser:
+        browser.open(args.page.resolve().as_uri())
+        if browser.problems():
+            raise SystemExit("the page reported: " + "; ".join(browser.problems()))
+        args.out.write_bytes(browser.screenshot())
+    print(f"wrote {args.out}")

@@ -290,7 +290,8 @@ def results_section(doc: dict) -> str:
                 "| cell | accuracy (%) | seeds | per seed (%) | lr |",
                 "|---|---:|---|---|---:|",
             ]
-            for name, cell in row["cells"].items():
+            order = [*p["regimes"], *p["baselines"]]
+            for name, cell in sorted(row["cells"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)):
                 label = f"`{_cell(name)}` ({CELL_TEXT[name]})" if name in CELL_TEXT else f"`{_cell(name)}`"
                 seeds = ", ".join(str(int(s)) for s in cell["seeds"])
                 per_seed = ", ".join(f"{100 * a:.2f}" for a in cell["accuracy"])

@@ -134,8 +134,10 @@ def _pictures(source: GridSource, idx: torch.Tensor, shown_views: int) -> torch.
 
 
 def _caption(p: torch.Tensor, true_class: int, names: list[str]) -> list[tuple[str, bool]]:
-    """The top classes of one probability row, ``0.62 cat``, the true class emphasised."""
-    values, classes = p.topk(min(TOP, p.numel()))
+    """The top classes of one probability row, ``0.62 cat``, the true class emphasised; ties go to the lower class index
+    (top-k labels fill the other classes with equal mass)."""
+    values, classes = p.sort(descending=True, stable=True)
+    values, classes = values[:TOP], classes[:TOP]
     return [(f"{v:.2f} {names[k][:NAME_CHARS]}", k == true_class) for v, k in zip(values.tolist(), classes.tolist())]
 
 
