@@ -82,11 +82,18 @@ def accuracy_by_epoch_png(curves: dict[int, list[tuple[float, float, float | Non
             ax.set_xscale("log", base=2)  # early checkpoints (0.125, 0.25, ...) would crowd a linear axis
         ax.set_xlabel("expert epoch")
         ax.set_ylabel("student test accuracy (%)")
-        ax.set_title(title)
+        ax.set_title(_wrap(title))
         ax.grid(True, alpha=0.3)
         ax.legend()
         fig.tight_layout()
         return png(fig)
+
+
+def _wrap(title: str, width: int = 60) -> str:
+    """A title on lines of at most ``width`` characters, so a long dataset name is not cut off."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(title, width)) or title
 
 
 def accuracy_by_epoch(curves: dict[int, list[tuple[float, float, float | None]]], path: Path, title: str, references: dict[int, tuple[str, float]] | None = None) -> Path:
@@ -114,7 +121,7 @@ def pareto_png(points: Sequence[tuple[int, float, float]], best: Sequence[tuple[
             ax.set_xticks(ipcs, [str(i) for i in ipcs])
         ax.set_xlabel("images per class (IPC)")
         ax.set_ylabel("student test accuracy (%)")
-        ax.set_title(title)
+        ax.set_title(_wrap(title))
         ax.grid(True, alpha=0.3)
         ax.legend()
         fig.tight_layout()

@@ -264,7 +264,9 @@ def _cell(text) -> str:
 
 
 def _pct(mean: float, std: float | None) -> str:
-    return f"{100 * mean:.2f} ± {'n/a' if std is None else f'{100 * std:.2f}'}"
+    """``67.80 ± 0.40`` from fractions (``0.00``, never ``-0.00``)."""
+    fixed = lambda x: f"{100 * x:.2f}".replace("-0.00", "0.00")  # noqa: E731
+    return f"{fixed(mean)} ± {'n/a' if std is None else fixed(std)}"
 
 
 def results_section(doc: dict) -> str:

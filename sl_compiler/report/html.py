@@ -113,17 +113,23 @@ def text(value, sort=None, cls: str = "") -> Cell:
     return Cell(esc(value), None if sort is None else str(sort), cls)
 
 
+def fixed(value: float, digits: int = 2) -> str:
+    """``value`` with ``digits`` decimals, never ``-0.00``."""
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text
+
+
 def number(value: float | None, digits: int = 2, scale: float = 1.0) -> Cell:
     """A right-aligned number (``value * scale``), sorted by value; None is an empty cell sorted last."""
     if value is None:
         return Cell("", MISSING, "num")
-    return Cell(esc(f"{value * scale:.{digits}f}"), repr(float(value)), "num")
+    return Cell(esc(fixed(value * scale, digits)), repr(float(value)), "num")
 
 
 def mean_std(mean: float, std: float | None, seeds: list | None = None, scale: float = 100.0, best: bool = False) -> Cell:
     """``67.80 ± 0.40`` (percent of a fraction), the seeds under it, sorted by the mean."""
-    spread = "n/a" if std is None else f"{std * scale:.2f}"
-    body = f"{esc(f'{mean * scale:.2f}')} <span class=\"std\">± {esc(spread)}</span>"
+    spread = "n/a" if std is None else fixed(std * scale)
+    body = f"{esc(fixed(mean * scale))} <span class=\"std\">± {esc(spread)}</span>"
     if seeds is not None:
         body += f'<span class="seeds">seeds {esc(format_list(seeds))}</span>'
     return Cell(body, repr(float(mean)), "num best" if best else "num")
