@@ -14,14 +14,18 @@ import io
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
+
+if TYPE_CHECKING:
+    import numpy as np
+    from matplotlib.figure import Figure
 
 DPI = 100
 FONT = "DejaVu Sans"  # shipped with matplotlib: the same glyphs on every machine
 
 
 @contextlib.contextmanager
-def figure(width_in: float, height_in: float, dpi: int = DPI) -> Iterator["matplotlib.figure.Figure"]:
+def figure(width_in: float, height_in: float, dpi: int = DPI) -> Iterator["Figure"]:
     """A figure on its own Agg canvas, drawn under matplotlib's defaults; save it with :func:`png` inside the block."""
     import matplotlib
     import matplotlib.style

@@ -311,8 +311,15 @@ def test_the_page_in_headless_chromium_loads_clean_and_shows_its_plots_and_sorta
         browser.evaluate(click)
         descending = browser.evaluate(order)
         assert len(set(before)) > 1 and ascending == sorted(before) and descending == sorted(before, reverse=True)
-        assert browser.evaluate("document.querySelector('#artifacts table.sortable th').getAttribute('aria-sort')") is None
-        assert browser.evaluate("document.querySelector('#artifacts table.sortable').tHead.rows[0].cells[2].getAttribute('aria-sort')") == "descending"
+        names = "Array.from(document.querySelector('#artifacts table.sortable').tBodies[0].rows).map(r => r.cells[1].textContent)"
+        by_name = "document.querySelector('#artifacts table.sortable').tHead.rows[0].cells[1].click()"
+        cells = browser.evaluate(names)
+        browser.evaluate(by_name)
+        assert len(set(cells)) > 1 and browser.evaluate(names) == sorted(cells)  # text sorts as text
+        browser.evaluate(by_name)
+        assert browser.evaluate(names) == sorted(cells, reverse=True)
+        assert browser.evaluate("document.querySelector('#artifacts table.sortable').tHead.rows[0].cells[2].getAttribute('aria-sort')") is None
+        assert browser.evaluate("document.querySelector('#artifacts table.sortable').tHead.rows[0].cells[1].getAttribute('aria-sort')") == "descending"
         shot = browser.screenshot()
         assert browser.problems() == []
     assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 20_000

@@ -145,7 +145,7 @@ def format_list(values: list) -> str:
 
 def table(header: list[str], rows: list[list[Cell]], caption: str | None = None, sortable: bool = True, tid: str | None = None) -> str:
     """A table whose rows sort by any column (a click on its header) unless ``sortable`` is False."""
-    attrs = f' class="sortable"' if sortable else ""
+    attrs = ' class="sortable"' if sortable else ""
     attrs += f' id="{esc(tid)}"' if tid else ""
     head = "".join(f'<th scope="col">{esc(h)}</th>' for h in header)
     body = []

@@ -219,7 +219,7 @@ def _artifacts(evals: list[Input]) -> str:
 
 
 def _artifact(appearances: list[tuple[Input, dict]]) -> str:
-    first_input, row = appearances[0]
+    row = appearances[0][1]
     local, why = None, ""
     for i, r in appearances:
         local, why = find(r, i.path)
@@ -292,7 +292,7 @@ def _pictures(local: LocalArtifact, row: dict) -> str:
 
 
 def _provenance(appearances: list[tuple[Input, dict]], local: LocalArtifact | None) -> str:
-    first_input, row = appearances[0]
+    row = appearances[0][1]
     labels = row.get("labels") or {}
     items = [
         ("content hash", h.code(row["content_hash"])),
