@@ -330,3 +330,12 @@ def test_republishing_a_pulled_copy_replaces_its_results(tmp_path, tiny):
     text = uploads["README.md"].decode()
     assert text.count("## Evaluation results") == 1 and "| 50.00 ± 0.00 |" in text and "68.75" not in text
     assert _card_files(copy, manifest, []) == {"eval/results.json": (copy / "eval" / "results.json").read_bytes()}  # kept as they are
+
+
+def test_a_subset_holding_some_classes_draws_those_with_images(tmp_path, tiny, drawn):
+    idx = torch.cat([c[:2] for c in tiny.class_indices()[2:]])  # classes 2 and 3 only
+    art = write_artifact(tmp_path / "sub", name="sub", version="1.0.0", dataset=tiny.info(), images=tiny.images(idx), targets=tiny.targets[idx],
+                         source_ids=[str(i) for i in idx.tolist()], labels=None)
+    verify(art)
+    assert [label for label, _ in drawn["rows"]] == ["class_2", "class_3"]
+    assert drawn["title"].endswith("hard labels; the first 2 of 4 classes (2 have images)")

@@ -324,3 +324,16 @@ def test_the_page_in_headless_chromium_loads_clean_and_shows_its_plots_and_sorta
         assert browser.problems() == []
     assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 20_000
     (tmp_path / "report.png").write_bytes(shot)
+
+
+def test_a_grid_that_does_not_match_its_record_is_redrawn_not_shown(made, tmp_path):
+    art = tmp_path / "art"
+    shutil.copytree(made["dense"], art)
+    good = (art / "grid.png").read_bytes()
+    bad = bytearray(good)
+    bad[len(bad) // 2] ^= 1
+    (art / "grid.png").write_bytes(bytes(bad))
+    result = _results(made)
+    result["artifacts"] = [{**result["artifacts"][0], "path": str(art)}]
+    text = render(load_inputs([_write(tmp_path, "r.json", result)]))
+    assert base64.b64encode(good).decode() in text and base64.b64encode(bytes(bad)).decode() not in text

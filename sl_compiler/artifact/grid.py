@@ -1,7 +1,7 @@
 """grid.png: an artifact's images per class, each captioned with its label's top classes.
 
-Rows are classes (the first ``max_classes`` of the class list), columns the first ``per_class``
-images of each class in sample order. A soft-labelled image is captioned with its top-3 classes
+Rows are classes (the first ``max_classes`` of the class list that have images), columns the
+first ``per_class`` images of each class in sample order. A soft-labelled image is captioned with its top-3 classes
 and probabilities (the true class in bold); a hard-labelled one with its class. An artifact with
 recorded views (per-view labels) shows each image followed by its first ``views`` views, replayed
 from the stored parameters by :func:`sl_compiler.label.views.replay` (the exact pixels the teacher
@@ -67,12 +67,15 @@ def stored_labels(kind: str, tensors: dict[str, torch.Tensor], num_classes: int,
     return None
 
 
-def grid_title(manifest: dict, shown: int) -> str:
-    """``name version: dataset, N images (IPC k), kind labels x V views`` plus which classes are shown."""
+def grid_title(manifest: dict, shown: int, present: int) -> str:
+    """``name version: dataset, N images (IPC k), kind labels x V views`` plus which classes are shown
+    (``shown`` of the ``present`` classes that have images)."""
     ds, lab = manifest["dataset"], manifest["labels"]
     ipc = f" (IPC {manifest['ipc']})" if manifest.get("ipc") is not None else ""
     views = f" x {lab['views']} views" if lab["views"] > 1 else ""
-    classes = f"; first {shown} of {ds['num_classes']} classes" if shown < ds["num_classes"] else ""
+    classes = ""
+    if shown < ds["num_classes"]:
+        classes = f"; the first {shown} of {ds['num_classes']} classes" + (f" ({present} have images)" if present < ds["num_classes"] else "")
     return f"{manifest['name']} {manifest['version']}: {ds['name']}, {manifest['counts']['samples']} images{ipc}, {lab['kind']} labels{views}{classes}"
 
 
@@ -85,11 +88,10 @@ def grid_png(source: GridSource, manifest: dict, *, per_class: int | None = None
     per_class = (PER_CLASS_VIEWS if has_views else PER_CLASS) if per_class is None else per_class
     if per_class < 1 or max_classes < 0 or views < 0:
         raise ArtifactError(f"bad grid size: {per_class} images per class, {max_classes} classes, {views} views", "give --per-class >= 1, --max-classes >= 0 (0: all) and --views >= 0")
-    classes = source.classes if max_classes == 0 else source.classes[:max_classes]
-    chosen = [(c, (source.targets == c).nonzero().flatten()[:per_class]) for c in range(len(classes))]
-    idx = torch.cat([i for _, i in chosen]) if chosen else torch.zeros(0, dtype=torch.long)
-    if len(idx) == 0:
-        raise ArtifactError("no images to draw in the grid", "draw classes that have images (--max-classes 0 draws all)")
+    present = torch.unique(source.targets).tolist()  # sorted; a subset of a dataset may hold only some of its classes
+    shown = present if max_classes == 0 else present[:max_classes]
+    chosen = [(c, (source.targets == c).nonzero().flatten()[:per_class]) for c in shown]
+    idx = torch.cat([i for _, i in chosen])
     probs = source.labels(idx) if source.labels is not None else None  # (n, V, C)
     shown_views = min(views, probs.shape[1]) if has_views and probs is not None else 0
     pictures = _pictures(source, idx, shown_views)  # (n, 1 + shown_views, C, H, W)
@@ -98,7 +100,7 @@ def grid_png(source: GridSource, manifest: dict, *, per_class: int | None = None
         tiles = []
         for _ in range(len(members)):
             if probs is None:
-                tiles.append((_tile(pictures[at, 0]), [(classes[c][: NAME_CHARS + 5], True)]))
+                tiles.append((_tile(pictures[at, 0]), [(source.classes[c][: NAME_CHARS + 5], True)]))
             else:
                 own = probs[at]
                 head = [(f"mean of {own.shape[0]} views", False)] if shown_views else []
@@ -108,8 +110,8 @@ def grid_png(source: GridSource, manifest: dict, *, per_class: int | None = None
                 for v in range(shown_views):
                     tiles.append((_tile(pictures[at, 1 + v]), [(f"view {v}", False)] + _caption(own[v], c, source.classes)))
             at += 1
-        rows.append((classes[c], tiles))
-    return image_grid_png(rows, grid_title(manifest, len(classes)))
+        rows.append((source.classes[c], tiles))
+    return image_grid_png(rows, grid_title(manifest, len(shown), len(present)))
 
 
 def _pictures(source: GridSource, idx: torch.Tensor, shown_views: int) -> torch.Tensor:

@@ -9,6 +9,7 @@ reason, and the page shows what the results themselves record.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +20,13 @@ from ..errors import SlcError
 
 @dataclass
 class LocalArtifact:
-    """An artifact found on this machine: its folder and parsed manifest, opened on demand."""
+    """An artifact found on this machine: its folder and parsed manifest, opened on first use."""
 
     path: Path
     manifest: dict
 
-    def open(self):
+    @functools.cached_property
+    def artifact(self):
         from ..artifact import load
 
         return load(self.path)
@@ -39,8 +41,7 @@ class LocalArtifact:
                 return data
         from ..artifact.grid import grid_png, source_of_artifact
 
-        art = self.open()
-        return grid_png(source_of_artifact(art), art.manifest)
+        return grid_png(source_of_artifact(self.artifact), self.manifest)
 
 
 def find(row: dict, results_file: Path) -> tuple[LocalArtifact | None, str]:

@@ -281,7 +281,7 @@ def _pictures(local: LocalArtifact, row: dict) -> str:
     from ..artifact.inspect import class_mean_labels
     from ..plot import heatmap_png
 
-    art = local.open()
+    art = local.artifact
     classes = list(art.classes)
     matrix = class_mean_labels(art).numpy()
     heat = heatmap_png(matrix, classes, classes, "Mean soft label per class", "label class", "true class", "mean probability")
