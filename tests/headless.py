@@ -177,15 +177,15 @@ class Browser:
         return base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"])
 
     def problems(self) -> list[str]:
-        """Console errors and warnings, uncaught exceptions and error log entries (CSP violations, failed loads)."""
+        """Console errors, uncaught exceptions and error log entries (CSP violations, failed loads)."""
         found = []
         for e in self.events:
             p = e.get("params", {})
-            if e["method"] == "Runtime.consoleAPICalled" and p.get("type") in ("error", "warning", "assert"):
+            if e["method"] == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
                 found.append(f"console.{p['type']}: " + " ".join(str(a.get("value", a.get("description", ""))) for a in p.get("args", [])))
             elif e["method"] == "Runtime.exceptionThrown":
                 found.append("exception: " + str(p.get("exceptionDetails", {}).get("exception", {}).get("description", p)))
-            elif e["method"] == "Log.entryAdded" and p.get("entry", {}).get("level") in ("error", "warning"):
+            elif e["method"] == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
                 found.append(f"log {p['entry']['level']}: {p['entry'].get('text')} {p['entry'].get('url', '')}")
         return found
 

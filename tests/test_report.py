@@ -297,7 +297,7 @@ def test_a_relative_artifact_path_is_found_beside_the_results_file(made, tmp_pat
 def test_the_page_in_headless_chromium_loads_clean_and_shows_its_plots_and_sortable_tables(page, tmp_path):
     with Browser(1280, 1600) as browser:
         browser.open(page.resolve().as_uri())
-        assert browser.problems() == []  # no console error or warning, no exception, no blocked load
+        assert browser.problems() == []  # no console error, no exception, no blocked load
         assert all(u.startswith("data:image/png") or u == page.resolve().as_uri() for u in browser.requests())  # nothing from the network
         images = browser.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight, i.getBoundingClientRect().width])")
         assert len(images) == len(_parse(page).images) == 10 and all(done and w > 0 and hgt > 0 and shown > 0 for done, w, hgt, shown in images)  # every plot decoded and laid out
