@@ -35,7 +35,8 @@ def compile_cmd(recipe_file, dataset, data_root, ipc, teacher, experts_dir, temp
 
     Give the recipe as flags, or as --recipe FILE; flags given together with --recipe override
     the file's values. Prints the artifact's path and content hash, and the files --skip-bad
-    left out.
+    left out. Under torchrun the ranks share the scoring and labelling and rank 0 writes the
+    artifact, byte-identical at any world size; a killed run resumes from the finished pieces.
 
     \b
     Examples:
@@ -44,7 +45,9 @@ def compile_cmd(recipe_file, dataset, data_root, ipc, teacher, experts_dir, temp
           --temperature 2 --views 300 --augment cutmix --topk 10 --out artifacts/c10-ipc1
       slc compile --recipe recipes/compile/cifar10-convnet_d3-ipc10.toml --seed 1
       slc compile --dataset imagenet --ipc 10 --teacher resnet18@43 --workers 16
+      torchrun --nproc-per-node 8 --no-python slc compile --dataset imagenet --ipc 50 --teacher resnet18@43
     """
+    from sl_compiler import dist
     from sl_compiler.artifact import inspect_artifact, load, summary_table
     from sl_compiler.compile import compile_artifact
 
@@ -54,9 +57,12 @@ def compile_cmd(recipe_file, dataset, data_root, ipc, teacher, experts_dir, temp
     else:
         recipe = Recipe.from_dict({k: v for k, v in flags.items() if v is not None}, source="flags")
     if write_recipe is not None:
-        click.echo(f"wrote {recipe.write(write_recipe)}")
+        if dist.launched().rank == 0:  # under torchrun one rank writes it
+            click.echo(f"wrote {recipe.write(write_recipe)}")
         return
     path = compile_artifact(recipe, experts=experts_dir, device=device, out=out, force=force, batch_size=batch_size, workers=workers, skip_bad=skip_bad)
+    if not dist.team().main:
+        return  # under torchrun rank 0 wrote the artifact and reports it
     info = inspect_artifact(path)
     click.echo(summary_table(info))
     click.echo(f"artifact: {path}")

@@ -59,14 +59,19 @@ def _floats(value: str | None) -> tuple[float, ...] | None:
 def evaluate_cmd(artifacts, protocol_path, model, epochs, batch_size, lr, lr_grid, optimizer, augment, seeds, regimes, teacher, loss, temperature, baselines, full_data_accuracy, dataset, data_root, experts_dir, batched, compile_, workers, skip_bad, out, device):
     """Train students on each ARTIFACT and print one table: rows artifacts, columns regimes and baselines.
 
+    Under torchrun the students (lr candidates, then seeds, of every cell) are spread over the
+    ranks; rank 0 prints and writes the same table and JSON as one process.
+
     \b
     Examples:
       slc evaluate artifacts/c10-ipc10 --epochs 300 --seeds 0-1 --out results/c10-ipc10
       slc evaluate A B --regime sl,hl --baselines none --protocol recipes/eval/cifar10.toml
       slc evaluate hf://user/imagenet-ipc10@v1.0.0 --protocol imagenet-sre2l --workers 16
+      torchrun --nproc-per-node 8 --no-python slc evaluate A B --seeds 0-7 --out results/ab
     """
-    from sl_compiler.hub import open_artifact
+    from sl_compiler import dist
     from sl_compiler.evaluate import default_protocol, evaluate, load_protocol, markdown_table
+    from sl_compiler.hub import open_artifact
 
     if lr is not None and lr_grid is not None:
         raise RecipeError("--lr and --lr-grid both given", "pass one of them")
@@ -88,6 +93,8 @@ def evaluate_cmd(artifacts, protocol_path, model, epochs, batch_size, lr, lr_gri
         full_data_accuracy=full_data_accuracy,
     )
     result = evaluate(arts, protocol, dataset=dataset, data_root=data_root, experts=experts_dir, teacher=teacher, device=device, batched=batched, out=out, workers=workers, skip_bad=skip_bad, compile=compile_)
+    if not dist.team().main:
+        return  # under torchrun rank 0 prints and writes for every rank
     click.echo(markdown_table(result))
     if out:
         click.echo(f"\nwrote {out}.json and {out}.csv", err=True)

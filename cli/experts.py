@@ -70,12 +70,17 @@ def experts():
 def train_cmd(dataset, data_root, arch, epochs, seeds, every, recipe, lr, batch_size, force, stream, workers, val_subset, no_wait, experts_dir, device):
     """Train expert trajectories; an interrupted run resumes where it stopped.
 
+    Under torchrun the ranks train each trajectory together (DistributedDataParallel, the same
+    global batches as one process); rank 0 writes the store and prints.
+
     \b
     Examples:
       slc experts train --dataset cifar10 --data-root DATA --model convnet_d3 --epochs 0.5 --every 0.25
       slc experts train --dataset cifar10 --data-root DATA --seeds 0-4 --epochs 50
       slc experts train --dataset imagenet --model resnet18 --epochs 90 --workers 16
+      torchrun --nproc-per-node 8 --no-python slc experts train --dataset imagenet --model resnet18
     """
+    from sl_compiler import dist
     from sl_compiler.experts import default_store, format_epoch
     from sl_compiler.experts.train import train_trajectories
 
@@ -88,6 +93,8 @@ def train_cmd(dataset, data_root, arch, epochs, seeds, every, recipe, lr, batch_
     except KeyboardInterrupt:
         click.echo(f"interrupted: completed checkpoints are kept in {store.root}; rerun the same command to resume", err=True)
         raise click.Abort() from None
+    if not dist.team().main:
+        return  # under torchrun rank 0 reports for every rank
     for r in results:
         t = r.trajectory
         last = t.checkpoints[-1] if t.checkpoints else None

@@ -74,12 +74,42 @@ def cli():
     """
 
 
+def command_of(argv: list[str]) -> str | None:
+    """The command ``argv`` runs: ``"inspect"``, ``"experts train"`` ... (its group and subcommand), or None."""
+    words = [a for a in argv if not a.startswith("-")]
+    if not words or words[0] not in COMMANDS:
+        return None
+    return " ".join(words[:2]) if words[0] in ("experts", "import", "data") and len(words) > 1 else words[0]
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; an :class:`SlcError` becomes one ``error:`` line and its exit code."""
+    """Run the CLI; an :class:`SlcError` becomes one ``error:`` line and its exit code.
+
+    Under torchrun with several ranks, a command that does not split its work over them
+    (:data:`sl_compiler.dist.DISTRIBUTED_COMMANDS`) runs on none: rank 0 says so, and every rank
+    exits 2. A distributed command's error is printed once, by the rank that raised it or, when
+    every rank learnt of it, by rank 0.
+    """
+    from sl_compiler import dist
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = command_of(argv)
+    try:
+        where = dist.launched()
+        refusal = dist.not_distributed(command) if command else None
+    except SlcError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    if refusal:
+        if where.rank == 0:
+            click.echo(f"error: {refusal}", err=True)
+        return 2
     try:
         code = cli.main(args=argv, prog_name="slc", standalone_mode=False)
     except SlcError as exc:
-        click.echo(f"error: {exc}", err=True)
+        if where.distributed and where.rank != 0 and (isinstance(exc, dist.RankFailed) or getattr(exc, "slc_sent", False)):
+            return exc.exit_code  # rank 0 prints it, naming this rank
+        click.echo(f"error: {f'rank {where.rank}: ' if where.distributed and where.rank else ''}{exc}", err=True)
         return exc.exit_code
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

@@ -41,13 +41,17 @@ def sweep_cmd(dataset, data_root, teacher_arch, seeds, epochs, ipcs, protocol, e
     """Compile and evaluate every (IPC, expert epoch) pair; report the best epoch per IPC.
 
     Results are cached per (artifact content hash, protocol) under OUT/cache, so a rerun or an
-    extended grid does only the new work.
+    extended grid does only the new work. Under torchrun the cells are spread over the ranks
+    (each cell compiled and evaluated by one rank; OUT must be a folder every rank sees) and
+    rank 0 writes the reports.
 
     \b
     Examples:
       slc sweep --dataset cifar10 --data-root DATA --teacher-arch convnet_d3 --ipc 1,10 --epochs 0.25,0.5,1
       slc sweep --dataset cifar10 --data-root DATA --teacher-arch convnet_d3 --ipc 10 --write-recipes recipes/mine
+      torchrun --nproc-per-node 8 --no-python slc sweep --dataset cifar10 --teacher-arch convnet_d3 --ipc 1,10,50
     """
+    from sl_compiler import dist
     from sl_compiler.sweep import SweepSpec, run_sweep
 
     spec = SweepSpec(
@@ -65,6 +69,8 @@ def sweep_cmd(dataset, data_root, teacher_arch, seeds, epochs, ipcs, protocol, e
         device=device,
     )
     result = run_sweep(spec, out)
+    if not dist.team().main:
+        return  # under torchrun rank 0 prints and writes for every rank
     click.echo(result.to_markdown())
     counts = result.counts
     click.echo(f"{counts['cached']} cells cached, {counts['computed']} computed; wrote {out}/sweep.md, sweep.json, sweep.png")

@@ -18,20 +18,23 @@ interpolation, normalisation), and the manifest records it in ``labels.preproces
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from . import __version__
+from . import __version__, dist
 from .artifact import artifact_dirname, write_artifact
 from .artifact.format import key_width, sample_key
 from .data import ImageSet, dataset_key, load_dataset, stream
-from .device import describe, resolve_device
+from .progress import bar
+from .device import describe
+from .dist import Team
 from .errors import ArtifactError, DataError, ExpertError
 from .experts import default_store, format_reference, parse_reference, resolve
-from .label import PRECISION, AugmentedViews, Ensemble, check_topk, sample_views, teacher_labels
+from .label import PRECISION, AugmentedViews, Ensemble, LabelPieces, check_topk, label_spans, sample_views, stored_labels
+from .label.pieces import indices_digest, pieces_key
 from .label.views import RRC_RATIO, RRC_SCALE
 from .recipe import QUANTILES, Recipe
 from .select import ce_scores, check_decile, quantile_per_class, random_per_class
@@ -70,49 +73,61 @@ def compile_artifact(
     (teacher inference) and ``workers`` (decoding processes for datasets of files; default the
     core count) change speed and memory, never the result. ``skip_bad`` leaves undecodable images
     out (recorded in ``manifest.selection.skipped``) instead of stopping at the first.
+
+    Under torchrun every rank checks the inputs, scores its share of the ce-quantile chunks and
+    decodes and labels its share of the label batches; rank 0 gathers them and writes the
+    artifact, which is byte-identical at any world size. Finished score chunks and label batches
+    are kept, so a killed run resumes from them.
     """
-    members = parse_reference(recipe.teacher)
-    out = Path(out) if out is not None else default_out(recipe)
-    if out.exists() and not force:
-        raise ArtifactError(f"{out} already exists", "pick another --out, bump --version, or pass --force to replace it")
-    if batch_size < 1:
-        raise ArtifactError(f"batch size must be at least 1, got {batch_size}", "pass --batch-size 1 or more")
-    device = resolve_device(device)
-    store = default_store(experts)
-    data = load_dataset(recipe.dataset, recipe.data_root, recipe.split)
-    preprocess = teachers_preprocess(members, store, recipe.dataset)
-    data = at_preprocess(data, recipe, preprocess)
-    info = data.info()
-    teachers = resolve(members, store, info)
-    check_topk(recipe.topk, data.num_classes)
-    n = recipe.ipc * data.num_classes  # every strategy picks ipc images of each class
-    keys = [sample_key(i, key_width(n)) for i in range(n)]
-    params = sample_views(keys, recipe.views, recipe.augment, recipe.seed, data.shape) if recipe.views else None
+    team = dist.team()
+    with team.together():
+        members = parse_reference(recipe.teacher)
+        out = Path(out) if out is not None else default_out(recipe)
+        if team.main and out.exists() and not force:
+            raise ArtifactError(f"{out} already exists", "pick another --out, bump --version, or pass --force to replace it")
+        if batch_size < 1:
+            raise ArtifactError(f"batch size must be at least 1, got {batch_size}", "pass --batch-size 1 or more")
+        device = dist.device(device)
+        workers = dist.workers(workers)
+        store = default_store(experts)
+        data = load_dataset(recipe.dataset, recipe.data_root, recipe.split)
+        preprocess = teachers_preprocess(members, store, recipe.dataset)
+        data = at_preprocess(data, recipe, preprocess)
+        info = data.info()
+        teachers = resolve(members, store, info)
+        check_topk(recipe.topk, data.num_classes)
+        n = recipe.ipc * data.num_classes  # every strategy picks ipc images of each class
+        keys = [sample_key(i, key_width(n)) for i in range(n)]
+        params = sample_views(keys, recipe.views, recipe.augment, recipe.seed, data.shape) if recipe.views else None
 
-    ensemble = Ensemble(teachers, preprocess["mean"], preprocess["std"], device)
-    picked = select_images(recipe, data, ensemble, batch_size=batch_size, workers=workers, skip_bad=skip_bad)
-    source = AugmentedViews(picked.pixels.to(device), params) if params else picked.pixels
-    labels = teacher_labels(ensemble, source, ensemble.mean, ensemble.std, batch_size=batch_size, views=recipe.num_views, temperature=recipe.temperature, topk=recipe.topk)
-    if params:
-        labels["views"] = params
-
-    return write_artifact(
-        out,
-        name=recipe.artifact_name,
-        version=recipe.version,
-        dataset=info,
-        images=SourceBytes(data, picked.indices) if data.sources is not None else picked.pixels,
-        targets=data.targets[picked.indices],
-        source_ids=[data.source_id(i) for i in picked.indices.tolist()],
-        labels=labels,
-        label_schema=label_schema(recipe, format_reference(members), preprocess),
-        recipe={k: v for k, v in recipe.to_dict().items() if k != "data_root"},  # no machine paths; the fingerprint names the data
-        teachers=[t.manifest_entry() for t in teachers],
-        selection=picked.record,
-        provenance={"tool": f"slc {__version__}", "torch": torch.__version__, "device": describe(device)},
-        ipc=recipe.ipc,
-        force=force,
-    )
+        ensemble = Ensemble(teachers, preprocess["mean"], preprocess["std"], device)
+        rule = selection_rule(recipe, data, ensemble, batch_size=batch_size, workers=workers, skip_bad=skip_bad, team=team)
+        pieces_of = lambda indices: LabelPieces(label_key(recipe, teachers, info, preprocess, indices, batch_size))  # noqa: E731
+        picked = label_picks(recipe, data, ensemble, rule, params, pieces_of, team, batch_size=batch_size, workers=workers, skip_bad=skip_bad)
+        if team.main:
+            labels = picked.labels
+            if params:
+                labels["views"] = params
+            write_artifact(
+                out,
+                name=recipe.artifact_name,
+                version=recipe.version,
+                dataset=info,
+                images=SourceBytes(data, picked.indices) if data.sources is not None else data.pixels[picked.indices],
+                targets=data.targets[picked.indices],
+                source_ids=[data.source_id(i) for i in picked.indices.tolist()],
+                labels=labels,
+                label_schema=label_schema(recipe, format_reference(members), preprocess),
+                recipe={k: v for k, v in recipe.to_dict().items() if k != "data_root"},  # no machine paths; the fingerprint names the data
+                teachers=[t.manifest_entry() for t in teachers],
+                selection=picked.record,
+                provenance={"tool": f"slc {__version__}", "torch": torch.__version__, "device": describe(device)},
+                ipc=recipe.ipc,
+                force=force,
+            )
+            picked.pieces.clear()
+        team.barrier()  # every rank returns once the artifact exists (or raises with rank 0's error)
+    return out
 
 
 # ---- preprocessing -------------------------------------------------------------------------------
@@ -180,78 +195,185 @@ def at_preprocess(data: ImageSet, recipe: Recipe, preprocess: dict) -> ImageSet:
     return data
 
 
-# ---- selection ----------------------------------------------------------------------------------
+# ---- selection and labelling ----------------------------------------------------------------------
 
 
 @dataclass
-class Selection:
-    """The picked dataset indices in sample order, their decoded uint8 pixels, and ``manifest.selection``."""
+class Rule:
+    """How images are picked: ``pick(exclude)`` -> dataset indices in sample order; what scoring skipped; the record's extra keys."""
 
-    indices: torch.Tensor
-    pixels: torch.Tensor
-    record: dict
+    pick: Callable[[torch.Tensor | None], torch.Tensor]
+    skipped: dict[int, tuple[str, str]]
+    extra: dict
 
 
-def select_images(recipe: Recipe, data: ImageSet, ensemble: Ensemble, *, batch_size: int = 256, workers: int | None = None, skip_bad: bool = False) -> Selection:
-    """Pick ``recipe.ipc`` images per class and decode them; with ``skip_bad`` a bad file is replaced by the next pick."""
-    skipped: dict[int, tuple[str, str]] = {}
+def selection_rule(recipe: Recipe, data: ImageSet, ensemble: Ensemble, *, batch_size: int = 256, workers: int | None = None, skip_bad: bool = False, team: Team = dist.SOLO) -> Rule:
+    """The recipe's picker for ``data``; ce-quantile scores the split first (shared over the ranks, cached)."""
     if recipe.select == "ce-quantile":
         check_decile(data.targets, data.classes, recipe.ipc, recipe.quantile)  # before any teacher work
-        scores = ce_scores(ensemble, data, batch_size=batch_size, workers=workers, skip_bad=skip_bad)
-        skipped.update({i: (sid, problem) for i, sid, problem in scores.skipped})
+        scores = ce_scores(ensemble, data, batch_size=batch_size, workers=workers, skip_bad=skip_bad, team=team)
 
         def pick(exclude):
             return quantile_per_class(scores.values, data.targets, data.classes, recipe.ipc, recipe.quantile, recipe.seed, exclude)
 
         extra = {"quantile": recipe.quantile, "quantiles": QUANTILES, "score": "teacher cross-entropy on the true label"}
-    else:
+        return Rule(pick, {i: (sid, problem) for i, sid, problem in scores.skipped}, extra)
 
-        def pick(exclude):
-            return random_per_class(data.targets, data.classes, recipe.ipc, recipe.seed, exclude)
+    def pick(exclude):
+        return random_per_class(data.targets, data.classes, recipe.ipc, recipe.seed, exclude)
 
-        extra = {}
-    indices, pixels = decode_picked(data, pick, skipped, batch_size=batch_size, workers=workers, skip_bad=skip_bad)
+    return Rule(pick, {}, {})
+
+
+def label_key(recipe: Recipe, teachers: list, info: dict, preprocess: dict, indices: torch.Tensor, batch_size: int) -> str:
+    """What a compile's labels depend on (:class:`LabelPieces`): recipe, teachers, data, picks, batches, arithmetic."""
+    made = {k: v for k, v in recipe.to_dict().items() if k not in ("data_root", "name", "version")}
+    return pieces_key(recipe=made, teachers=[t.sha256 for t in teachers], dataset=info["fingerprint"], preprocess=preprocess, indices=indices_digest(indices), batch_size=batch_size, precision=PRECISION)
+
+
+@dataclass
+class Picked:
+    """The picked dataset indices in sample order, their stored-form labels ``(N, V, ...)`` (rank 0 only), the selection record."""
+
+    indices: torch.Tensor
+    labels: dict[str, torch.Tensor] | None
+    record: dict
+    pieces: LabelPieces
+
+
+def label_picks(recipe: Recipe, data: ImageSet, ensemble: Ensemble, rule: Rule, params: dict | None, pieces_of, team: Team = dist.SOLO, *, batch_size: int, workers: int | None, skip_bad: bool) -> Picked:
+    """Pick the images, decode the ones this rank's label batches need, and label those batches; rank 0 gathers every batch.
+
+    The N x V label rows are cut into :func:`label_spans` batches. Batches already finished by an
+    earlier run (``pieces_of(indices)``) are reused; the rest are dealt round-robin to the ranks,
+    and each rank decodes only the images its batches show (and their CutMix partners). An
+    undecodable pick (``skip_bad``) is excluded on every rank and its class's next draw replaces
+    it; only new picks are decoded. Rank 0 writes each finished batch as a piece, so a killed run
+    resumes from the pieces.
+    """
+    views = recipe.num_views
+    skipped = dict(rule.skipped)
+    pool = Decoded(data)
+    while True:
+        exclude = torch.zeros(len(data), dtype=torch.bool)
+        exclude[list(skipped)] = True
+        indices = rule.pick(exclude if skipped else None)
+        pieces = pieces_of(indices)
+        grid = label_spans(len(indices) * views, batch_size)
+        done = pieces.load(grid) if team.main else {}
+        todo = team.broadcast([span for span in grid if span not in done] if team.main else None)
+        mine = team.rounds(todo)
+        new = {}
+        for rank_skipped in team.all_gather(pool.decode(indices[_shown(mine, views, params)], batch_size=batch_size, workers=workers, skip_bad=skip_bad)):
+            new.update(rank_skipped)
+        if not new:
+            break
+        skipped.update(new)
+    pixels, positions = pool.take(indices)
+    rows = AugmentedViews(pixels.to(ensemble.device), params, positions) if params else _Rows(pixels, positions)
+    out = _LabelRows(len(indices), views) if team.main else None
+    for span, tensors in done.items():
+        out.put(span, tensors)
+    with bar(sum(stop - start for start, stop in (s for s in mine if s is not None)), desc=f"label {ensemble.reference}") as progress:
+        for span in mine:
+            piece = None
+            if span is not None:
+                piece = (span, stored_labels(ensemble(rows[span[0] : span[1]]), recipe.temperature, recipe.topk))
+                progress.update(span[1] - span[0])
+                dist.fault("label")
+            for got in team.gather(piece) or []:
+                if got is not None:
+                    out.put(*got)
+                    pieces.save(*got)
     record = {
         "strategy": recipe.select,
         "seed": recipe.seed,
         "source_indices": indices.tolist(),
         "source_ids": [data.source_id(i) for i in indices.tolist()],
-        **extra,
+        **rule.extra,
     }
     if skipped:
         record["skipped"] = [{"source": sid, "problem": problem} for _, (sid, problem) in sorted(skipped.items())]
-    return Selection(indices, pixels, record)
+    return Picked(indices, out.labels() if out is not None else None, record, pieces)
 
 
-def decode_picked(data: ImageSet, pick, skipped: dict, *, batch_size: int, workers: int | None, skip_bad: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """``pick(exclude)``'s indices and their uint8 pixels, decoded once through the stream.
+def _shown(spans: list, views: int, params: dict | None) -> torch.Tensor:
+    """Sample positions the label rows of ``spans`` show: each row's image and, for CutMix, its partner."""
+    parts = [torch.arange(start, stop) for start, stop in (s for s in spans if s is not None)]
+    if not parts:
+        return torch.empty(0, dtype=torch.int64)
+    rows = torch.cat(parts)
+    sample = rows // views
+    if params and "partner" in params:
+        sample = torch.cat([sample, params["partner"][sample, rows % views].long()])
+    return torch.unique(sample)
 
-    An undecodable pick (``skip_bad``) joins ``skipped`` and is excluded; the picker then draws its
-    replacement and only the new picks are decoded. Without ``skip_bad`` it is an error naming it.
-    """
-    exclude = torch.zeros(len(data), dtype=torch.bool)
-    pool_idx, pool_pix = torch.empty(0, dtype=torch.int64), torch.empty((0, *data.shape), dtype=torch.uint8)
-    while True:
-        exclude[list(skipped)] = True
-        indices = pick(exclude if skipped else None)
-        if data.pixels is not None:
-            return indices, data.pixels[indices]
-        new = indices[~torch.isin(indices, pool_idx)]
-        batches = stream(data, new, batch_size=batch_size, workers=workers, skip_bad=skip_bad)
-        pix = torch.empty((len(new), *data.shape), dtype=torch.uint8)
-        kept = torch.empty(len(new), dtype=torch.int64)
+
+class Decoded:
+    """The uint8 pixels of the picked images this rank has decoded; a split held in memory needs no decoding."""
+
+    def __init__(self, data: ImageSet):
+        self.data = data
+        self.indices = torch.empty(0, dtype=torch.int64)
+        self.pixels = torch.empty((0, *data.shape), dtype=torch.uint8)
+
+    def decode(self, indices: torch.Tensor, *, batch_size: int, workers: int | None, skip_bad: bool) -> dict[int, tuple[str, str]]:
+        """Decode those of ``indices`` not decoded yet, through the stream; returns the undecodable ones (``skip_bad``)."""
+        if self.data.pixels is not None:
+            return {}
+        new = torch.unique(indices[~torch.isin(indices, self.indices)])
+        if not len(new):
+            return {}
+        batches = stream(self.data, new, batch_size=batch_size, workers=workers, skip_bad=skip_bad)
+        pixels = torch.empty((len(new), *self.data.shape), dtype=torch.uint8)  # filled in place: one copy of the picks in memory
+        indices = torch.empty(len(new), dtype=torch.int64)
         done = 0
-        for batch in batches:
-            pix[done : done + len(batch.indices)] = batch.pixels
-            kept[done : done + len(batch.indices)] = batch.indices
-            done += len(batch.indices)
-        if not batches.skipped and not len(pool_idx):
-            return indices, pix  # the usual case: every pick decoded, in sample order
-        pool_idx, pool_pix = torch.cat([pool_idx, kept[:done]]), torch.cat([pool_pix, pix[:done]])
-        if not batches.skipped:
-            order = torch.argsort(pool_idx)
-            return indices, pool_pix[order[torch.searchsorted(pool_idx[order], indices)]]
-        skipped.update({i: (sid, problem) for i, sid, problem in batches.skipped})
+        for b in batches:
+            pixels[done : done + len(b.indices)], indices[done : done + len(b.indices)] = b.pixels, b.indices
+            done += len(b.indices)
+        pixels, indices = pixels[:done], indices[:done]
+        if len(self.indices):  # a later pass (the replacements of skipped picks) adds to the first
+            pixels, indices = torch.cat([self.pixels, pixels]), torch.cat([self.indices, indices])
+        self.pixels, self.indices = pixels, indices
+        return {i: (sid, problem) for i, sid, problem in batches.skipped}
+
+    def take(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(pixels, positions)``: sample n of ``indices`` is ``pixels[positions[n]]`` (-1 where this rank decoded none)."""
+        if self.data.pixels is not None:
+            return self.data.pixels[indices], torch.arange(len(indices))
+        lookup = torch.full((len(self.data),), -1, dtype=torch.int64)
+        lookup[self.indices] = torch.arange(len(self.indices))
+        return self.pixels, lookup[indices]
+
+
+class _Rows:
+    """Images in sample order, sliced like a tensor, read from the rows of :class:`Decoded` that hold them."""
+
+    def __init__(self, pixels: torch.Tensor, positions: torch.Tensor):
+        self.pixels, self.positions = pixels, positions
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, span: slice) -> torch.Tensor:
+        return self.pixels[self.positions[span]]
+
+
+class _LabelRows:
+    """Rank 0's stored-form labels of all N x V rows, filled batch by batch: ``labels()`` -> ``{name: (N, V, ...)}``."""
+
+    def __init__(self, samples: int, views: int):
+        self.samples, self.views = samples, views
+        self.out: dict[str, torch.Tensor] = {}
+
+    def put(self, span: tuple[int, int], tensors: dict[str, torch.Tensor]) -> None:
+        for name, value in tensors.items():
+            if name not in self.out:
+                self.out[name] = torch.empty((self.samples * self.views, *value.shape[1:]), dtype=value.dtype)
+            self.out[name][span[0] : span[1]] = value
+
+    def labels(self) -> dict[str, torch.Tensor]:
+        return {name: value.view(self.samples, self.views, *value.shape[1:]) for name, value in self.out.items()}
 
 
 class SourceBytes(Sequence):

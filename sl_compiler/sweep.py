@@ -7,7 +7,8 @@ a table, a plot, the best epoch per IPC and the Pareto frontier over (IPC, accur
 
 Work is cached twice, so that a rerun or an extended grid does only the new work: each cell's
 artifact lives in ``<out>/artifacts/<cell>`` (named by a digest of its recipe), and each result in
-``<out>/cache/<artifact content hash>-<protocol hash>.json``.
+``<out>/cache/<artifact content hash>-<protocol hash>.json``. Under torchrun the cells are spread
+over the ranks (``sl_compiler.dist``); the reports are those of one process.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from . import dist
 from .errors import ExpertError, RecipeError
 from .evaluate.protocol import Protocol
 from .seeding import format_seeds
@@ -190,21 +192,56 @@ def format_epoch(epoch: float) -> str:
 
 
 def run_sweep(spec: SweepSpec, out: str | Path) -> SweepResult:
-    """Compile and evaluate every (IPC, epoch) cell not yet cached under ``out``; write the reports."""
+    """Compile and evaluate every (IPC, epoch) cell not yet cached under ``out``; write the reports.
+
+    Under torchrun the cells are dealt round-robin to the ranks: a rank compiles and evaluates
+    each of its cells alone (``dist.alone``), into ``out``, which every rank must see; the cells'
+    results are gathered and rank 0 writes the reports, the same as one process's.
+    """
     from .progress import bar
 
+    team = dist.team()
     out = Path(out)
-    protocol = resolve_protocol(spec)
-    protocol_hash = protocol_key(protocol, spec.device)
-    cells = plan(spec)
-    with bar(len(cells), desc="sweep", unit="cell") as progress:
-        for cell in cells:
-            progress.set_postfix_str(f"IPC {cell.ipc} epoch {format_epoch(cell.epoch)}")
-            _run_cell(cell, spec, protocol, out)
-            progress.update(1)
-    result = SweepResult(spec=spec, protocol=protocol.to_dict(), protocol_hash=protocol_hash, cells=cells)
-    result.write(out)
+    with team.together():
+        protocol = resolve_protocol(spec)
+        protocol_hash = protocol_key(protocol, spec.device)
+        cells = plan(spec)
+        if team.distributed:
+            _check_shared(out, team)
+        mine = team.share(list(range(len(cells))))
+        with bar(len(mine), desc="sweep", unit="cell") as progress:
+            for i in mine:
+                progress.set_postfix_str(f"IPC {cells[i].ipc} epoch {format_epoch(cells[i].epoch)}")
+                with dist.alone():
+                    _run_cell(cells[i], spec, protocol, out)
+                progress.update(1)
+        for done in team.all_gather({i: cells[i] for i in mine}):
+            for i, cell in done.items():
+                cells[i] = cell
+        result = SweepResult(spec=spec, protocol=protocol.to_dict(), protocol_hash=protocol_hash, cells=cells)
+        if team.main:
+            result.write(out)
+        team.barrier()
     return result
+
+
+def _check_shared(out: Path, team) -> None:
+    """Every rank sees ``out`` (its cells' artifacts and results go there): rank 0 leaves a mark each rank must find."""
+    import uuid
+
+    mark = out / f".slc-shared-{team.broadcast(uuid.uuid4().hex if team.main else None)}"
+    if team.main:
+        out.mkdir(parents=True, exist_ok=True)
+        mark.touch()
+    team.barrier()
+    blind = [rank for rank, seen in enumerate(team.all_gather(mark.exists())) if not seen]
+    if team.main:
+        mark.unlink(missing_ok=True)
+    if blind:
+        raise RecipeError(
+            f"sweep --out {out} is not shared by every rank: rank {blind[0]} does not see what rank 0 writes there",
+            "put --out on a filesystem every node mounts (each rank writes its cells' artifacts and results there)",
+        )
 
 
 def plan(spec: SweepSpec) -> list[Cell]:

@@ -670,8 +670,7 @@ def test_card_front_matter_is_hub_yaml(tmp_path, tiny):
 
 
 def test_datasets_loads_the_card_with_class_names_and_no_torch(tmp_path, tiny):
-    """Runs where the optional `datasets` package is installed (it is not an slc dependency)."""
-    pytest.importorskip("datasets")
+    """The card's loading example, run with the real `datasets` library (a dev dependency, not an slc one)."""
     art = write_artifact(tmp_path / "tiny-1.0.0", **_inputs(tiny, kind="topk"), shard_samples=3)
     code = (
         "import sys\nfrom datasets import load_dataset\nfrom safetensors.numpy import load\n"

@@ -14,6 +14,7 @@ from sl_compiler.augment import dsa as dsa_ops
 from sl_compiler.data import load_dataset, normalize
 from sl_compiler.errors import EvaluateError, RecipeError, SlcError
 from sl_compiler.evaluate import Protocol, evaluate, load_results, markdown_table, report, report_markdown
+from sl_compiler.evaluate import run as run_mod
 from sl_compiler.evaluate import trainer as trainer_mod
 from sl_compiler.evaluate.losses import kl_divergence, soft_cross_entropy
 from sl_compiler.evaluate.metrics import row_metrics
@@ -229,16 +230,19 @@ def test_lr_is_chosen_on_held_out_training_images(pipeline, splits, monkeypatch)
     root, arts = pipeline
     train, test = splits
     seen = []
-    real = trainer_mod.select_lr
+    real = run_mod.train_groups
 
-    def spy(data, protocol, holdout, device, batched, desc="", compile=False):
-        seen.append(holdout)
-        return real(data, protocol, holdout, device, batched, desc, compile)
+    def spy(data, protocol, groups, device, evalset, desc="students", compile=False):
+        if desc.endswith(" lr"):  # the lr candidates' students, one per candidate
+            seen.append((evalset, groups))
+        return real(data, protocol, groups, device, evalset, desc, compile)
 
-    monkeypatch.setattr(trainer_mod, "select_lr", spy)
+    monkeypatch.setattr(run_mod, "train_groups", spy)
     p = Protocol(**{**FAST, "seeds": (0,), "lr": None, "lr_grid": (0.01, 0.05)})
     row = evaluate([arts[2]], p, device="cpu")["artifacts"][0]
-    assert len(seen) == 1 and row["cells"]["sl"]["lr"] in (0.01, 0.05)
+    assert len(seen) == 1 and sorted(lr for _, lrs in seen[0][1] for lr in lrs) == [0.01, 0.05]
+    assert row["cells"]["sl"]["lr"] in (0.01, 0.05)
+    seen = [evalset for evalset, _ in seen]
     assert set(row["cells"]["sl"]["lr_selection"]) == {"0.01", "0.05"} and row["holdout"]["size"] == 1 * 4
     held = seen[0].pixels.flatten(1)  # uint8, kept as stored: compared exactly
     found_in = lambda pixels: (held[:, None] == pixels.flatten(1)[None]).all(-1).any(1)  # noqa: E731

@@ -143,19 +143,9 @@ class ResizeCenterCrop:
             raise DataError(f"a centre crop of {self.crop} px after resizing to {self.resize} px", "give a crop between 1 and the resize")
 
     def __call__(self, data: bytes, index: int) -> torch.Tensor:
-        from PIL import Image
+        from ..data.decode import decode_image  # the loaders' own arithmetic, tested against torchvision
 
-        img = open_image(data, self.channels, self.name(index))
-        w, h = img.size
-        if w <= h:
-            size = (self.resize, int(self.resize * h / w))
-        else:
-            size = (int(self.resize * w / h), self.resize)
-        if size != (w, h):
-            img = img.resize(size, Image.BILINEAR)
-        top = int(round((size[1] - self.crop) / 2.0))
-        left = int(round((size[0] - self.crop) / 2.0))
-        return to_tensor(img.crop((left, top, left + self.crop, top + self.crop)))
+        return decode_image(data, (self.channels, self.crop, self.crop), self.name(index), self.resize)
 
 
 def resized_crop_batch(x: torch.Tensor, seed: int, epoch: int, indices: torch.Tensor, scale=SCALE, ratio=RATIO) -> torch.Tensor:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import DataError
-from .base import FileSource, ImageSet, channel_stats, normalize
+from .base import FileSource, ImageSet, normalize
 from .decode import decode_image
 from .preprocess import Preprocess
 from .registry import DatasetEntry, known_datasets, lookup, register
@@ -27,7 +27,6 @@ __all__ = [
     "ImageSet",
     "Preprocess",
     "Stream",
-    "channel_stats",
     "dataset_key",
     "decode_image",
     "known_datasets",

@@ -63,6 +63,17 @@ def batch_jpeg_decoder():
     )
 
 
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from an image's header, without decoding it; None when PIL cannot tell."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.size
+    except Exception:
+        return None
+
+
 def decode_files(
     source, indices: list[int], shape: tuple[int, int, int], skip_bad: bool = False, resize: int | None = None
 ) -> tuple[torch.Tensor, dict[int, tuple[str, str | None]]]:
@@ -86,7 +97,8 @@ def decode_files(
     done = set()
     decoder = batch_jpeg_decoder()
     if decoder is not None and resize == min(shape[1:]):  # only images of exactly the crop's size skip PIL
-        jpegs = [j for j, blob in enumerate(blobs) if blob is not None and sniff_ext(blob) == "jpg"]
+        # the header says which JPEGs are already the crop's size; decoding the others twice (libjpeg, then PIL to resize) would waste the first pass
+        jpegs = [j for j, blob in enumerate(blobs) if blob is not None and sniff_ext(blob) == "jpg" and header_size(blob) == (shape[2], shape[1])]
         try:
             decoded = decoder([blobs[j] for j in jpegs], shape[0]) if jpegs else []
         except RuntimeError:  # a bad file in the batch: PIL below names it

@@ -10,6 +10,14 @@ Then every planned cell trains and is tested.
 
 Images stay uint8 until the batch and labels in their stored form (:mod:`.data`,
 :mod:`.regimes`); file-backed splits are read through the streaming loader.
+
+The cells' students train in fixed groups (:func:`~.trainer.lr_groups`, :func:`~.trainer.seed_groups`:
+one batched group per cell, or one student each), and a student's accuracy depends on its group
+alone. Under torchrun the groups of every cell are dealt round-robin to the ranks, the lr
+candidates first (each rank trains its groups and scores them on the held-out slice), then, with
+each cell's lr chosen from the gathered accuracies, the seeds; every rank gets every accuracy,
+and rank 0 writes the results. The tables and JSON are those of one process; ``world_size`` and
+the wall times are recorded beside them.
 """
 
 from __future__ import annotations
@@ -20,15 +28,17 @@ import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 
-from .. import __version__
+from .. import __version__, dist
 from ..artifact import Artifact
 from ..artifact.format import key_width, sample_key
 from ..data import ImageSet, dataset_key, load_dataset
 from ..data.preprocess import Preprocess
-from ..device import describe, prepare_model, resolve_device
+from ..device import describe, prepare_model
+from ..dist import Team
 from ..errors import EvaluateError, ModelError
 from ..experts import default_store, resolve
 from ..models import create_model
@@ -38,7 +48,7 @@ from .metrics import row_metrics
 from .protocol import Protocol
 from .regimes import training_set
 from .tables import write_results
-from .trainer import evaluate_students
+from .trainer import GroupScore, cell_result, choose_lr, lr_groups, seed_groups, train_groups
 
 # loaders that decode files and take the artifact's decode options (resolution, resize, lazy loading)
 DECODING = ("cifar10", "cifar100", "tinyimagenet", "imagenet")
@@ -145,6 +155,7 @@ class _Plan:
     slkd: tuple | None
     baselines: dict[str, _Baseline] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    cell_keys: dict[str, tuple] = field(default_factory=dict)  # table column -> cell (a baseline may be shared)
 
 
 def evaluate(
@@ -167,35 +178,44 @@ def evaluate(
     ``batched`` None: batched on CUDA, one at a time on the CPU (where batching measured slower).
     ``workers`` decode file-backed splits (default: the core count); ``skip_bad`` drops
     undecodable test or held-out images and records them; ``compile`` runs the students'
-    training loss through ``torch.compile``.
+    training loss through ``torch.compile``. Under torchrun every rank returns the result and
+    rank 0 writes it.
     """
     start = time.perf_counter()
-    device = resolve_device(device)
-    batched = device.type == "cuda" if batched is None else batched
-    if not artifacts:
-        raise EvaluateError("no artifact given", "pass one or more artifact folders")
-    if out is not None:
-        _check_writable(Path(out))
-    from ..hub import open_artifact  # hf:// is resolved above the artifact reader
+    team = dist.team()
+    with team.together():
+        device = dist.device(device)
+        workers = dist.workers(workers)
+        batched = device.type == "cuda" if batched is None else batched
+        if not artifacts:
+            raise EvaluateError("no artifact given", "pass one or more artifact folders")
+        if out is not None and team.main:
+            _check_writable(Path(out))
+        from ..hub import open_artifact  # hf:// is resolved above the artifact reader
 
-    arts = [a if isinstance(a, Artifact) else open_artifact(a) for a in artifacts]
-    ctx = _Context(protocol, dataset, data_root, experts, teacher, device, batched, workers, skip_bad, compile)
-    plans = [plan_artifact(ctx, art) for art in arts]
-    rows = [_run(ctx, plan) for plan in plans]
-    result = {
-        "kind": "slc-evaluate/1",
-        "slc_version": __version__,
-        "torch_version": torch.__version__,
-        "python_version": platform.python_version(),
-        "device": describe(device),
-        "batched": batched,
-        "compile": compile,
-        "protocol": protocol.to_dict(),
-        "artifacts": rows,
-        "wall_s": round(time.perf_counter() - start, 3),
-    }
-    if out is not None:
-        write_results(result, out)
+        arts = [a if isinstance(a, Artifact) else open_artifact(a) for a in artifacts]
+        ctx = _Context(protocol, dataset, data_root, experts, teacher, device, batched, workers, skip_bad, compile)
+        plans = [plan_artifact(ctx, art) for art in arts]
+        team.barrier()  # every rank's plan holds before any student trains
+        cells = _cells(ctx, plans)
+        _train_cells(ctx, cells, team)
+        rows = [_row(ctx, plan, cells) for plan in plans]
+        result = {
+            "kind": "slc-evaluate/1",
+            "slc_version": __version__,
+            "torch_version": torch.__version__,
+            "python_version": platform.python_version(),
+            "device": describe(device),
+            "batched": batched,
+            "compile": compile,
+            "protocol": protocol.to_dict(),
+            "artifacts": rows,
+            "world_size": team.size,
+            "wall_s": round(time.perf_counter() - start, 3),
+        }
+        if out is not None and team.main:
+            write_results(result, out)
+        team.barrier()
     return result
 
 
@@ -270,24 +290,137 @@ def _plan_baseline(ctx: _Context, plan: _Plan, name: str) -> _Baseline | str:
     return _Baseline(idx, ref, teachers, views)
 
 
-def _run(ctx: _Context, plan: _Plan) -> dict:
-    p, device, art = ctx.protocol, ctx.device, plan.art
+@dataclass
+class _Cell:
+    """One cell of the table: a regime or baseline of one artifact, its training set built on demand, and its students' results."""
+
+    plan: _Plan
+    name: str
+    desc: str
+    build: Callable[[], object]  # -> TrainingSet, on the rank that trains the cell's students
+    test: Callable[[], EvalSet]
+    holdout: Callable[[], EvalSet] | None
+    info: dict | None = None  # a baseline's record
+    lr: float | None = None
+    selection: dict | None = None
+    accuracies: list[float] = field(default_factory=list)
+    hits: list[list[int]] = field(default_factory=list)  # per seed, the test images right per class
+    counts: list[int] | None = None  # the test images per class
+    wall_s: float = 0.0
+
+
+def _cells(ctx: _Context, plans: list[_Plan]) -> dict[tuple, _Cell]:
+    """Every cell of every planned artifact in table order; a baseline shared by artifacts (same inputs) is one cell."""
+    p = ctx.protocol
+    cells: dict[tuple, _Cell] = {}
+    for i, plan in enumerate(plans):
+        art = plan.art
+        test = lambda plan=plan: ctx.eval_set(plan.test, None, plan.art, "test")  # noqa: E731
+        holdout = (lambda plan=plan: ctx.eval_set(plan.train, plan.holdout, plan.art, "held-out slice")) if plan.holdout is not None else None
+        for regime in p.regimes:
+            cells[("artifact", i, regime)] = _Cell(plan, regime, f"{art.name} {regime}", lambda plan=plan, regime=regime: _regime_set(ctx, plan, regime), test, holdout)
+            plan.cell_keys[regime] = ("artifact", i, regime)
+        for name, baseline in plan.baselines.items():
+            labels_key = json.dumps(art.manifest["labels"], sort_keys=True) if baseline.teacher_ref else None
+            views_key = json.dumps(art.manifest.get("recipe", {}), sort_keys=True) if baseline.views else None
+            key = ("baseline", name, art.ipc, baseline.teacher_ref, labels_key, views_key, tuple(baseline.images.tolist()))
+            if key not in cells:
+                info = {"selection_seed": p.baseline_seed, "source_indices": baseline.images.tolist(), "teacher": baseline.teacher_ref}
+                cells[key] = _Cell(plan, name, f"{name} ipc {art.ipc}", lambda plan=plan, name=name, baseline=baseline: _baseline_set(ctx, plan, name, baseline), test, holdout, info)
+            plan.cell_keys[name] = key
+    return cells
+
+
+def _regime_set(ctx: _Context, plan: _Plan, regime: str):
+    art, p = plan.art, ctx.protocol
+    kwargs = {}
+    if regime == "sl":
+        kwargs = {"labels": art.labels, "views": art.views, "fill": art.manifest["labels"].get("fill") or "uniform"}
+    elif regime == "slkd":
+        kwargs = {"teacher": Ensemble([prepare_model(m, ctx.device) for m in plan.slkd[1]]), "temperature": p.temperature}
+    return training_set(regime, art.images, art.targets, art.num_classes, art.mean, art.std, ctx.device, **kwargs)
+
+
+def _baseline_set(ctx: _Context, plan: _Plan, name: str, baseline: _Baseline):
+    """The random baseline's training set: random training images, hard labels or the teacher's soft labels."""
+    art = plan.art
+    idx = baseline.images
+    pixels, targets = plan.train.images(idx), plan.train.targets[idx]
+    kwargs = {}
+    if name == "random-sl":
+        schema = art.manifest["labels"]
+        labels = teacher_labels(baseline.teachers, pixels, baseline.views, art.mean, art.std, ctx.device, schema, art.num_classes)
+        kwargs = {"views": baseline.views, "labels": labels, "fill": schema.get("fill") or "uniform"}
+    return training_set("sl" if name == "random-sl" else "hl", pixels, targets, art.num_classes, art.mean, art.std, ctx.device, **kwargs)
+
+
+def _train_cells(ctx: _Context, cells: dict[tuple, _Cell], team: Team) -> None:
+    """Train every cell's students (lr candidates first where the protocol chooses the lr), spread over the ranks.
+
+    One process goes cell by cell (each cell's training set built once). A distributed run deals
+    out the lr groups of every cell, then the seed groups, and gathers each stage's accuracies
+    to every rank.
+    """
+    p = ctx.protocol
+    built: dict = {}  # this rank's last built training set: (cell key, set)
+    batches = [[key] for key in cells] if not team.distributed else [list(cells)]
+    for keys in batches:
+        if p.lr is None:
+            work = [(key, g) for key in keys for g in lr_groups(p, ctx.batched)]
+            scores = _run_groups(ctx, cells, work, "holdout", team, built)
+            for key in keys:
+                cells[key].lr, cells[key].selection = choose_lr(p, [a for (k, _), got in zip(work, scores) if k == key for a in got.accuracy])
+        else:
+            for key in keys:
+                cells[key].lr = p.lr
+        work = [(key, g) for key in keys for g in seed_groups(p, cells[key].lr, ctx.batched)]
+        for (key, _), got in zip(work, _run_groups(ctx, cells, work, "test", team, built)):
+            cells[key].accuracies.extend(got.accuracy)
+            cells[key].hits.extend(got.hits)
+            cells[key].counts = got.counts
+    built.clear()
+
+
+def _run_groups(ctx: _Context, cells: dict[tuple, _Cell], work: list[tuple], on: str, team: Team, built: dict) -> list[GroupScore]:
+    """Scores of each ``(cell key, group)`` of ``work`` on the cell's ``on`` set; this rank trains its round-robin share.
+
+    A rank trains its groups cell by cell and scores a cell's groups in one pass over the set.
+    """
+    mine = team.share(list(range(len(work))))
+    done: dict[int, GroupScore] = {}
+    times: dict[tuple, float] = {}
+    for key in dict.fromkeys(work[i][0] for i in mine):
+        start = time.perf_counter()
+        cell = cells[key]
+        if built.get("key") != key:
+            built.clear()
+            built.update(key=key, data=cell.build())
+        ours = [i for i in mine if work[i][0] == key]
+        evalset = cell.test() if on == "test" else cell.holdout()
+        desc = cell.desc if on == "test" else f"{cell.desc} lr"
+        for i, acc in zip(ours, train_groups(built["data"], ctx.protocol, [work[i][1] for i in ours], ctx.device, evalset, desc, ctx.compile)):
+            done[i] = acc
+        times[key] = time.perf_counter() - start
+    out: list = [None] * len(work)
+    for got, spent in team.all_gather((done, times)):
+        for i, acc in got.items():
+            out[i] = acc
+        for key, seconds in spent.items():
+            cells[key].wall_s += seconds
+    return out
+
+
+def _row(ctx: _Context, plan: _Plan, cells: dict[tuple, _Cell]) -> dict:
+    """One artifact's row of the results: its cells, baselines, skips and metrics."""
+    p, art = ctx.protocol, plan.art
     test_set = ctx.eval_set(plan.test, None, art, "test")
-    holdout = (lambda: ctx.eval_set(plan.train, plan.holdout, art, "held-out slice")) if plan.holdout is not None else None
-    cells: dict[str, dict] = {}
-    fill = art.manifest["labels"].get("fill") or "uniform"
-    for regime in p.regimes:
-        kwargs = {}
-        if regime == "sl":
-            kwargs = {"labels": art.labels, "views": art.views, "fill": fill}
-        elif regime == "slkd":
-            kwargs = {"teacher": Ensemble([prepare_model(m, device) for m in plan.slkd[1]]), "temperature": p.temperature}
-        data = training_set(regime, art.images, art.targets, art.num_classes, art.mean, art.std, device, **kwargs)
-        cells[regime] = evaluate_students(data, p, test_set, holdout, device, ctx.batched, f"{art.name} {regime}", ctx.compile)
-        del data
+    table: dict[str, dict] = {}
     baseline_info = {}
-    for name, baseline in plan.baselines.items():
-        cells[name], baseline_info[name] = _baseline(ctx, plan, name, baseline, test_set, holdout)
+    for name, key in plan.cell_keys.items():
+        cell = cells[key]
+        table[name] = cell_result(p, cell.lr, cell.selection, cell.accuracies, cell.wall_s, cell.hits, cell.counts)
+        if cell.info is not None:
+            baseline_info[name] = cell.info
     return {
         "path": str(art.path),
         "name": art.name,
@@ -296,16 +429,17 @@ def _run(ctx: _Context, plan: _Plan) -> dict:
         "dataset": dataset_key(art.manifest["dataset"]["name"]),
         "test_set": {"size": len(test_set), "fingerprint": plan.test.fingerprint(), "preprocess": preprocess(art), "resident": test_set.resident, "skipped": [list(s) for s in test_set.skipped]},
         "ipc": art.ipc,
+        "classes": list(art.classes),  # names for per_class (slc report)
         "samples": len(art),
         "method": _method(art),
         "labels": {k: art.manifest["labels"].get(k) for k in ("kind", "views", "k", "temperature")},
         "teachers": [t.get("reference") for t in art.manifest.get("teachers", [])],
         "slkd_teacher": plan.slkd[0] if plan.slkd else None,
-        "cells": cells,
+        "cells": table,
         "baselines": baseline_info,
         "skipped": dict(plan.skipped),
         "holdout": None if plan.holdout is None else {"size": len(plan.holdout), "fraction": p.holdout_fraction, "seed": p.baseline_seed},
-        "metrics": row_metrics(cells, list(p.regimes), list(plan.baselines), p.full_data_accuracy),
+        "metrics": row_metrics(table, list(p.regimes), list(plan.baselines), p.full_data_accuracy),
     }
 
 
@@ -329,25 +463,6 @@ def _method(art: Artifact) -> str:
     details = [f"T{labels['temperature']:g}" if labels.get("temperature", 1.0) != 1.0 else "", f"top{labels['k']}" if labels.get("k") else ""]
     details.append(f"{labels['views']} {labels.get('augment', '')} views".replace("  ", " ") if labels.get("views", 1) > 1 else "")
     return " ".join(["slc", "+".join(refs), *filter(None, details)])
-
-
-def _baseline(ctx: _Context, plan: _Plan, name: str, baseline: _Baseline, test_set: EvalSet, holdout) -> tuple[dict, dict]:
-    """Train the random baseline ``name`` for the planned artifact; cached across artifacts that share its inputs."""
-    p, device, art = ctx.protocol, ctx.device, plan.art
-    labels_key = json.dumps(art.manifest["labels"], sort_keys=True) if baseline.teacher_ref else None
-    views_key = json.dumps(art.manifest.get("recipe", {}), sort_keys=True) if baseline.views else None
-    key = (name, art.ipc, baseline.teacher_ref, labels_key, views_key, tuple(baseline.images.tolist()))
-    if key not in ctx._baselines:
-        idx = baseline.images
-        pixels, targets = plan.train.images(idx), plan.train.targets[idx]
-        kwargs = {}
-        if name == "random-sl":
-            schema = art.manifest["labels"]
-            kwargs = {"views": baseline.views, "labels": teacher_labels(baseline.teachers, pixels, baseline.views, art.mean, art.std, device, schema, art.num_classes), "fill": schema.get("fill") or "uniform"}
-        data = training_set("sl" if name == "random-sl" else "hl", pixels, targets, art.num_classes, art.mean, art.std, device, **kwargs)
-        cell = evaluate_students(data, p, test_set, holdout, device, ctx.batched, f"{name} ipc {art.ipc}", ctx.compile)
-        ctx._baselines[key] = (cell, {"selection_seed": p.baseline_seed, "source_indices": idx.tolist(), "teacher": baseline.teacher_ref})
-    return ctx._baselines[key]
 
 
 def _views_like(art: Artifact, n: int, kind: str) -> dict[str, torch.Tensor]:

@@ -14,7 +14,7 @@ audits this).
 from __future__ import annotations
 
 import math
-import time
+from typing import NamedTuple
 
 import torch
 
@@ -28,7 +28,7 @@ from .regimes import TrainingSet
 from .students import StudentGroup, accuracy, class_hits, score
 from .tables import per_class_cell
 
-__all__ = ["EvalSet", "StudentTrainer", "evaluate_students", "make_augment", "select_lr", "train_group", "train_students"]
+__all__ = ["EvalSet", "GroupScore", "StudentTrainer", "cell_result", "choose_lr", "lr_groups", "make_augment", "seed_groups", "train_group", "train_groups"]
 
 
 def make_augment(protocol: Protocol) -> Augment:
@@ -106,76 +106,68 @@ def train_group(
     return {name: score([group], e, protocol.eval_batch_size) for name, e in evals.items()}, group
 
 
-def train_students(
-    data: TrainingSet,
-    protocol: Protocol,
-    seeds: list[int],
-    lrs: list[float],
-    device: torch.device,
-    evals: dict[str, EvalSet],
-    batched: bool,
-    desc: str = "students",
-    compile: bool = False,
-) -> dict[str, list[float]]:
-    """Accuracy of each student (seed k, lr k) per eval set: all in one group, or one after another.
-
-    One at a time, the trained students are kept and scored together in one pass per eval set,
-    so a streamed test split is read once per cell.
-    """
-    groups = trained_groups(data, protocol, seeds, lrs, device, batched, desc, compile)
-    return {name: score(groups, e, protocol.eval_batch_size) for name, e in evals.items()}
-
-
-def trained_groups(data: TrainingSet, protocol: Protocol, seeds: list[int], lrs: list[float], device: torch.device, batched: bool, desc: str, compile: bool) -> list[StudentGroup]:
-    """Students (seed k, lr k) trained all in one group, or one group each."""
-    plans = [(seeds, lrs)] if batched else [([s], [lr]) for s, lr in zip(seeds, lrs)]
-    return [StudentTrainer(data, protocol, s, lr, device, compile).run(desc) for s, lr in plans]
-
-
-def select_lr(data: TrainingSet, protocol: Protocol, holdout: EvalSet, device: torch.device, batched: bool, desc: str = "lr selection", compile: bool = False) -> tuple[float, dict[str, float]]:
-    """Train one student per lr candidate (first seed) and pick the best on the held-out slice.
-
-    Takes the held-out slice of the training split only: the test set is not an argument.
-    Ties go to the smaller lr.
-    """
+def lr_groups(protocol: Protocol, batched: bool) -> list[tuple[list[int], list[float]]]:
+    """The student groups that choose a cell's lr: one student per candidate (first seed), all in one group or one each."""
     grid = sorted(protocol.lr_grid)
     seed = protocol.seeds[0]
-    acc = train_students(data, protocol, [seed] * len(grid), grid, device, {"holdout": holdout}, batched, desc, compile)["holdout"]
-    best = max(range(len(grid)), key=lambda i: (acc[i], -grid[i]))
-    return grid[best], {repr(lr): a for lr, a in zip(grid, acc)}
+    return [([seed] * len(grid), grid)] if batched else [([seed], [lr]) for lr in grid]
 
 
-def evaluate_students(
-    data: TrainingSet,
-    protocol: Protocol,
-    test: EvalSet,
-    holdout_fn,
-    device: torch.device,
-    batched: bool,
-    desc: str,
-    compile: bool = False,
-) -> dict:
-    """One cell of a table: choose the lr if needed (``holdout_fn()`` builds the held-out slice), train all seeds, test.
-
-    Returns the seeds, per-seed final-epoch test accuracies (fractions), their mean and
-    (population) std (None for one seed: a spread of one run is not measured), the lr used, the
-    selection record, the per-class accuracy (:func:`~.tables.per_class_cell`) and the wall time.
-    """
-    start = time.perf_counter()
-    lr, selection = protocol.lr, None
-    if lr is None:
-        lr, selection = select_lr(data, protocol, holdout_fn(), device, batched, f"{desc} lr", compile)
+def seed_groups(protocol: Protocol, lr: float, batched: bool) -> list[tuple[list[int], list[float]]]:
+    """The student groups a cell reports: every seed at ``lr``, all in one group or one each."""
     seeds = list(protocol.seeds)
-    hits, counts = class_hits(trained_groups(data, protocol, seeds, [lr] * len(seeds), device, batched, desc, compile), test, protocol.eval_batch_size)
-    acc = accuracy(hits, counts)
-    t = torch.tensor(acc, dtype=torch.float64)
+    return [(seeds, [lr] * len(seeds))] if batched else [([s], [lr]) for s in seeds]
+
+
+class GroupScore(NamedTuple):
+    """One group's result on an eval set: each student's accuracy, its correct answers per true class, and the images per class."""
+
+    accuracy: list[float]
+    hits: list[list[int]]
+    counts: list[int]
+
+
+def train_groups(data: TrainingSet, protocol: Protocol, groups: list[tuple[list[int], list[float]]], device: torch.device, evalset: EvalSet, desc: str = "students", compile: bool = False) -> list[GroupScore]:
+    """Train ``groups`` (seeds, lrs) one after another and score them together on ``evalset``: one pass over it.
+
+    A student's accuracy depends only on its own group, so any split of a cell's groups (over the
+    ranks of a distributed run) gives the same numbers.
+    """
+    trained = [StudentTrainer(data, protocol, seeds, lrs, device, compile).run(desc) for seeds, lrs in groups]
+    if not trained:
+        return []
+    hits, counts = class_hits(trained, evalset, protocol.eval_batch_size)
+    flat, rows, counts = accuracy(hits, counts), hits.tolist(), counts.tolist()
+    out, at = [], 0
+    for g in trained:
+        out.append(GroupScore(flat[at : at + g.size], rows[at : at + g.size], counts))
+        at += g.size
+    return out
+
+
+def choose_lr(protocol: Protocol, accuracies: list[float]) -> tuple[float, dict[str, float]]:
+    """The candidate (of ``sorted(lr_grid)``) with the best accuracy on the held-out slice, ties to the smaller lr; and the record.
+
+    The accuracies come from :func:`lr_groups` scored on the held-out slice of the training split,
+    never on the test set."""
+    grid = sorted(protocol.lr_grid)
+    best = max(range(len(grid)), key=lambda i: (accuracies[i], -grid[i]))
+    return grid[best], {repr(lr): a for lr, a in zip(grid, accuracies)}
+
+
+def cell_result(protocol: Protocol, lr: float, selection: dict | None, accuracies: list[float], wall_s: float, hits: list[list[int]] | None = None, counts: list[int] | None = None) -> dict:
+    """One cell of a table: the seeds, per-seed final-epoch test accuracies (fractions), their mean and
+    (population) std (None for one seed: a spread of one run is not measured), the lr used, the
+    selection record, the per-class accuracy from each seed's ``hits`` per class and the test
+    ``counts`` (:func:`~.tables.per_class_cell`, when given) and the wall time."""
+    t = torch.tensor(accuracies, dtype=torch.float64)
     return {
-        "seeds": seeds,
-        "accuracy": acc,
+        "seeds": list(protocol.seeds),
+        "accuracy": accuracies,
         "mean": float(t.mean()),
-        "std": float(t.std(unbiased=False)) if len(acc) > 1 else None,
+        "std": float(t.std(unbiased=False)) if len(accuracies) > 1 else None,
         "lr": lr,
         "lr_selection": selection,
-        "per_class": per_class_cell(hits, counts),
-        "wall_s": round(time.perf_counter() - start, 3),
+        **({"per_class": per_class_cell(hits, counts)} if counts is not None else {}),
+        "wall_s": round(wall_s, 3),
     }

@@ -17,11 +17,19 @@ to the last checkpoint; a resumed run ends with the same weights as an uninterru
 on the CPU). A run stopped early with ``--epochs`` keeps that file too, so that a later, longer
 ``--epochs`` extends the trajectory instead of retraining it.
 
-Ranks. The trajectory records its world size (1 for now) and global batch. Every step takes its
-share of the global batch by index (:class:`Ranks`), so a distributed run (``sl_compiler.dist``
-naming the rank, the model built in one place and wrapped there in DistributedDataParallel)
-trains on the same global batches as a single process: the data a trajectory sees does not
-depend on the world size.
+Ranks. Under torchrun (``sl_compiler.dist``) the model is wrapped in DistributedDataParallel and
+every step trains on the same global batch as a single process: each rank takes its share by
+index (:class:`Ranks`), its loss is its share's summed loss over the global batch's size times
+the world size, so that DDP's average of the gradients is the global batch's gradient; a tensor
+augmentation draws its numbers for the global batch's layout and applies the rank's rows, and a
+random resized crop is hashed from the image's index, so every image is augmented as in one
+process. BatchNorm becomes SyncBatchNorm (statistics of the global batch); on the CPU, where
+torch has no SyncBatchNorm, a BatchNorm model under torchrun is an error rather than a
+trajectory that depends on the world size. Rank 0 decides what to train (it alone reads and
+locks the store), writes checkpoints and the trajectory; the test pass is shared out by batch and
+its counts summed. The trajectory records the world size and global batch; a run resumed at
+another world size trains on, and records the change (the same global batches: equal up to float
+rounding, not bit for bit).
 
 Concurrency. A run holds the trajectory's lock (``store.trajectory_lock``) from the check of what
 the store holds to its last checkpoint: a second run waits (or fails with ``wait=False``) and then
@@ -30,6 +38,7 @@ sees the first one's result.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 from dataclasses import dataclass, field
@@ -40,12 +49,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .. import __version__, progress
+from .. import __version__, dist, progress
 from ..augment.basic import crop_flip, random_flip
 from ..augment.dsa import DSA
 from ..augment.resized_crop import RandomResizedCrop, resized_crop_batch
 from ..data import ImageSet, load_dataset, normalize, stream
-from ..device import autocast, describe, prepare_batch, prepare_model, resolve_device
+from ..device import autocast, describe, prepare_batch, prepare_model
+from ..dist import Team
 from ..errors import DataError, ExpertError
 from ..models import create_model
 from ..seeding import derive_seed, generator
@@ -73,6 +83,10 @@ class Ranks:
 
     def share(self, batch: torch.Tensor) -> torch.Tensor:
         return batch[self.rank :: self.world_size]
+
+    def rows(self, total: int) -> torch.Tensor | None:
+        """Where this rank's share sits in a global batch of ``total`` images (None for a single process)."""
+        return None if self.world_size == 1 else self.share(torch.arange(total))
 
 
 class Split:
@@ -113,7 +127,13 @@ class Split:
             return
         if self.images.sources is None:
             raise DataError(f"{self.images.name}/{self.images.split} has no source files to decode", "hold the split in memory or use an augmentation that works on tensors")
-        for b in stream(self.images, batches=[b.tolist() for b in batches], workers=self.workers, decode=decode):
+        decoded = iter(stream(self.images, batches=[b.tolist() for b in batches if len(b)], workers=self.workers, decode=decode))
+        c, h, w = self.images.shape
+        for asked in batches:
+            if not len(asked):  # a rank's empty share of a short last batch: nothing to decode
+                yield asked, torch.empty((0, c, h, w), dtype=torch.uint8, device=self.device), torch.empty(0, dtype=torch.int64, device=self.device)
+                continue
+            b = next(decoded)
             yield b.indices, b.pixels.to(self.device, non_blocking=True), b.targets.to(self.device, non_blocking=True)
 
 
@@ -141,8 +161,8 @@ class ValPass:
     indices: torch.Tensor | None = None
     batch_size: int = EVAL_BATCH
 
-    def accuracy(self, model: nn.Module) -> float:
-        return evaluate_accuracy(model, self.split, self.indices, batch_size=self.batch_size)
+    def accuracy(self, model: nn.Module, team: Team = dist.SOLO) -> float:
+        return evaluate_accuracy(model, self.split, self.indices, batch_size=self.batch_size, team=team)
 
     def record(self) -> dict:
         images = self.split.images
@@ -158,26 +178,28 @@ class ValPass:
 
 
 @torch.no_grad()
-def evaluate_accuracy(model: nn.Module, split: Split, indices: torch.Tensor | None = None, *, decode=None, mean=None, std=None, batch_size: int = EVAL_BATCH) -> float:
+def evaluate_accuracy(model: nn.Module, split: Split, indices: torch.Tensor | None = None, *, decode=None, mean=None, std=None, batch_size: int = EVAL_BATCH, team: Team = dist.SOLO) -> float:
     """Top-1 accuracy in percent of ``model`` on ``split`` (or its ``indices``), normalised per batch.
 
     ``decode``, ``mean`` and ``std`` replace the split's own decoding and normalisation (an
-    imported checkpoint's preprocess).
+    imported checkpoint's preprocess). Under torchrun (``team``) each rank tests its share of
+    the batches and the correct counts are summed: every rank gets the whole split's accuracy.
     """
     images, device = split.images, split.device
     mean, std = mean or images.mean, std or images.std
     idx = torch.arange(len(images)) if indices is None else indices
+    batches = team.share(list(idx.split(batch_size)))
     was_training = model.training
     model.eval()
     correct = torch.zeros((), dtype=torch.int64, device=device)
-    with progress.bar(len(idx), f"test {images.name}", leave=False) as bar:
-        for _, pixels, targets in split.read(list(idx.split(batch_size)), decode):
+    with progress.bar(sum(len(b) for b in batches), f"test {images.name}", leave=False) as bar:
+        for _, pixels, targets in split.read(batches, decode):
             with autocast(device):
                 logits = model(prepare_batch(normalize(pixels, mean, std), device))
             correct += (logits.argmax(1) == targets).sum()
             bar.update(len(targets))
     model.train(was_training)
-    return 100.0 * int(correct) / max(1, len(idx))
+    return 100.0 * team.sum(int(correct)) / max(1, len(idx))
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -185,14 +207,23 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=generator(seed, "perm", epoch))
 
 
-def augment_batch(x: torch.Tensor, indices: torch.Tensor, recipe: ExpertRecipe, seed: int, epoch: int, step: int, decoded: bool) -> torch.Tensor:
+def augment_batch(x: torch.Tensor, indices: torch.Tensor, recipe: ExpertRecipe, seed: int, epoch: int, step: int, decoded: bool, layout: tuple[torch.Tensor, int] | None = None) -> torch.Tensor:
     """The recipe's augmentation of normalised batch ``step`` of ``epoch`` (dataset ``indices``), on x's device.
 
     ``decoded``: the decode workers already applied it (random_resized_crop on the originals).
+    ``layout`` ``(rows, total)``: ``x`` is one rank's share, rows ``rows`` of a global batch of
+    ``total``. A tensor augmentation draws per batch position, so the share is placed in a batch
+    of the global size (the other rows zero), augmented there and taken back: each image gets the
+    numbers it gets in a single process (every operation is per image).
     """
     kind = recipe.augment
     if kind == "none" or decoded:
         return x
+    if layout is not None and kind != "random_resized_crop":
+        rows, total = layout
+        full = x.new_zeros((total, *x.shape[1:]))
+        full[rows.to(x.device)] = x
+        return augment_batch(full, indices, recipe, seed, epoch, step, decoded)[rows.to(x.device)]
     if kind == "dsa":
         return DSA()(x, generator(seed, "augment", epoch, step, device=x.device))
     if kind == "random_resized_crop":
@@ -212,23 +243,33 @@ def training_batches(split: Split, recipe: ExpertRecipe, seed: int, epoch: int, 
     """Batches ``first..last-1`` of ``epoch``: (normalised augmented float, targets) on the device, this rank's share."""
     images = split.images
     order = epoch_order(len(images), seed, epoch)
-    batches = [ranks.share(order[i * recipe.batch_size : (i + 1) * recipe.batch_size]) for i in range(first, last)]
+    whole = [order[i * recipe.batch_size : (i + 1) * recipe.batch_size] for i in range(first, last)]
+    batches = [ranks.share(b) for b in whole]
     decode = None
     if crops_originals(images, recipe):
         decode = RandomResizedCrop(seed, epoch, images.shape[1], images.shape[0], recipe.crop_scale, recipe.crop_ratio, name=images.source_id)
-    for step, (idx, pixels, targets) in zip(range(first, last), split.read(batches, decode)):
+    for step, b, (idx, pixels, targets) in zip(range(first, last), whole, split.read(batches, decode)):
         x = normalize(pixels, images.mean, images.std)
-        yield augment_batch(x, idx, recipe, seed, epoch, step, decode is not None), targets
+        rows = ranks.rows(len(b))
+        yield augment_batch(x, idx, recipe, seed, epoch, step, decode is not None, None if rows is None else (rows, len(b))), targets
 
 
-def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, lr: float, label_smoothing: float = 0.0) -> torch.Tensor:
-    """One SGD step at rate ``lr`` (bf16 autocast and channels_last on CUDA); returns the loss as a tensor (no host sync)."""
+def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, lr: float, label_smoothing: float = 0.0, loss_scale: float | None = None) -> torch.Tensor:
+    """One SGD step at rate ``lr`` (bf16 autocast and channels_last on CUDA); returns the loss as a tensor (no host sync).
+
+    ``loss_scale`` (one rank of a DistributedDataParallel run): the loss is the share's summed
+    loss times it, world size / global batch size, so that DDP's mean of the ranks' gradients is
+    the gradient of the global batch's mean loss. Without it, the batch's mean loss.
+    """
     for group in optimizer.param_groups:
         group["lr"] = lr
     device = x.device
     with autocast(device):
         logits = model(prepare_batch(x, device))
-    loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+    if loss_scale is None:
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+    else:
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing, reduction="sum") * loss_scale
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -277,14 +318,16 @@ def _save_resume(trajectory: Trajectory, optimizer: torch.optim.Optimizer, names
     atomic_write(trajectory.path / RESUME, state_bytes(state))
 
 
-def _load_resume(trajectory: Trajectory, optimizer: torch.optim.Optimizer, params: dict) -> int:
-    """Restore momentum buffers; returns the step the resume file belongs to."""
+def _read_resume(trajectory: Trajectory) -> tuple[int, dict[str, torch.Tensor]]:
+    """The step the resume file belongs to, and its momentum buffers by parameter name."""
     state = read_state(trajectory.path / RESUME)
-    for key, tensor in state.items():
-        if key.startswith("momentum."):
-            param = params[key.removeprefix("momentum.")]
-            optimizer.state[param]["momentum_buffer"] = tensor.to(param.device)
-    return int(state["step"][0])
+    return int(state["step"][0]), {k.removeprefix("momentum."): t for k, t in state.items() if k.startswith("momentum.")}
+
+
+def _restore_momentum(optimizer: torch.optim.Optimizer, params: dict, momentum: dict[str, torch.Tensor]) -> None:
+    for name, tensor in momentum.items():
+        param = params[name]
+        optimizer.state[param]["momentum_buffer"] = tensor.to(param.device)
 
 
 @dataclass
@@ -349,41 +392,51 @@ def train_one(
     ranks: Ranks = Ranks(),
     recipe_file: str | None = None,
     log: Callable[[str], None] | None = None,
+    team: Team = dist.SOLO,
 ) -> TrainResult:
-    """Train (or resume) trajectory (train, arch, seed) in ``store`` to epoch ``stop`` (default ``recipe.epochs``), holding its lock."""
+    """Train (or resume) trajectory (train, arch, seed) in ``store`` to epoch ``stop`` (default ``recipe.epochs``), holding its lock.
+
+    Under torchrun (``team``, ``ranks``) rank 0 alone holds the lock and reads and writes the
+    store; every rank returns rank 0's result.
+    """
     info = train.images.info()
-    with trajectory_lock(store.folder(info["name"], arch, seed), wait=wait, log=log):
-        return _train_locked(store, train, val, arch, seed, recipe, every, device, force, stop, ranks, recipe_file, info)
+    with team.together():
+        lock = trajectory_lock(store.folder(info["name"], arch, seed), wait=wait, log=log) if team.main else contextlib.nullcontext()
+        with lock:
+            result = _train_locked(store, train, val, arch, seed, recipe, every, device, force, stop, ranks, recipe_file, info, team)
+        return team.broadcast(result)
 
 
-def _train_locked(store, train: Split, val: ValPass | None, arch, seed, recipe: ExpertRecipe, every, device, force, stop, ranks: Ranks, recipe_file, info) -> TrainResult:
-    n = len(train.images)
-    steps_per_epoch = math.ceil(n / recipe.batch_size)
-    schedule = checkpoint_schedule(stop or recipe.epochs, every, steps_per_epoch)
-    total_steps, full_steps = schedule[-1][1], round(recipe.epochs * steps_per_epoch)
-    config = RunConfig(every, steps_per_epoch, val.record() if val is not None else None)
+@dataclass
+class _Start:
+    """Where a run starts, decided by rank 0 from the store: nothing to do (``done``), or the step and the optimizer state to train from."""
 
+    status: str
+    step: int = 0
+    trajectory: Trajectory | None = None
+    note: str = ""
+    momentum: dict = field(default_factory=dict)
+    done: TrainResult | None = None
+
+
+def _start(store, info, arch, seed, recipe: ExpertRecipe, config: RunConfig, force, stop, total_steps, model, device, ranks: Ranks, recipe_file, data: str, steps_per_epoch) -> _Start:
+    """Rank 0: what the store holds for this trajectory, and the weights (into ``model``) and momentum to resume from."""
     trajectory = _existing(store, info, arch, seed, recipe, config, force)
     if trajectory is not None and trajectory.complete:
         trained_to = max((c.steps for c in trajectory.checkpoints if c.steps is not None), default=None)
         if trained_to is None or trained_to >= total_steps:
-            return TrainResult(trajectory, "complete", "already complete; pass --force to retrain it")
+            return _Start("complete", done=TrainResult(trajectory, "complete", "already complete; pass --force to retrain it"))
         if not (trajectory.path / RESUME).is_file():
             raise ExpertError(
                 f"trajectory {trajectory.path} ends at epoch {format_epoch(trajectory.epochs()[-1])} and keeps no optimizer state to extend it from",
                 f"pass --force to retrain it to epoch {format_epoch(stop or recipe.epochs)}",
             )
-
-    model = prepare_model(initial_model(arch, train.images, seed), device)
-    model.train()
-    optimizer = make_optimizer(model, recipe)
-    names = {p: name for name, p in model.named_parameters()}
-    step, status = 0, "trained"
+    start = _Start("trained")
     if trajectory is None:
         trajectory = Trajectory(store.folder(info["name"], arch, seed), info, arch, seed, recipe.to_dict())
         config.details.update(
-            randomness="model init from derive_seed(seed, 'init'); order from generator(seed, 'perm', epoch); tensor augmentation from generator(seed, 'augment', epoch, step); random_resized_crop boxes hashed from (seed, epoch, index)",
-            data=train.describe(crops_originals(train.images, recipe)),
+            randomness="model init from derive_seed(seed, 'init'); order from generator(seed, 'perm', epoch); tensor augmentation from generator(seed, 'augment', epoch, step) over the global batch; random_resized_crop boxes hashed from (seed, epoch, index)",
+            data=data,
             world_size=ranks.world_size,
             global_batch=recipe.batch_size,
             precision="bf16 autocast" if device.type == "cuda" else "fp32",
@@ -395,21 +448,57 @@ def _train_locked(store, train: Split, val: ValPass | None, arch, seed, recipe: 
         )
         trajectory.extra.update(config.to_dict())
     elif (trajectory.path / RESUME).is_file():
-        step = _load_resume(trajectory, optimizer, {name: p for p, name in names.items()})
-        at = next((c for c in trajectory.checkpoints if c.steps == step), None)
+        start.step, start.momentum = _read_resume(trajectory)
+        at = next((c for c in trajectory.checkpoints if c.steps == start.step), None)
         if at is None:
-            raise ExpertError(f"{trajectory.path / RESUME} points at step {step}, which no checkpoint has", "pass --force to retrain this trajectory")
+            raise ExpertError(f"{trajectory.path / RESUME} points at step {start.step}, which no checkpoint has", "pass --force to retrain this trajectory")
         model.load_state_dict(trajectory.load_state(at))
-        status = "resumed"
+        start.status = "resumed"
         trajectory.complete = False  # an extension interrupted midway is unfinished again
+        began = trajectory.extra.get("world_size", 1)
+        last = (trajectory.extra.get("world_size_changes") or [{"world_size": began}])[-1]["world_size"]
+        if last != ranks.world_size:
+            trajectory.extra.setdefault("world_size_changes", []).append({"step": start.step, "epoch": round(start.step / steps_per_epoch, 6), "world_size": ranks.world_size})
+            start.note = (
+                f"resumed at epoch {format_epoch(round(start.step / steps_per_epoch, 6))} on {ranks.world_size} rank{'s' if ranks.world_size != 1 else ''} after {last}: "
+                "the same global batches, so the same trajectory up to float rounding (recorded in world_size_changes)"
+            )
     # checkpoints past the resume point are retrained (and come out identical); imported ones stay
-    trajectory.checkpoints = [c for c in trajectory.checkpoints if c.steps is None or c.steps <= step]
+    trajectory.checkpoints = [c for c in trajectory.checkpoints if c.steps is None or c.steps <= start.step]
+    start.trajectory = trajectory
+    return start
+
+
+def _train_locked(store, train: Split, val: ValPass | None, arch, seed, recipe: ExpertRecipe, every, device, force, stop, ranks: Ranks, recipe_file, info, team: Team) -> TrainResult:
+    n = len(train.images)
+    steps_per_epoch = math.ceil(n / recipe.batch_size)
+    schedule = checkpoint_schedule(stop or recipe.epochs, every, steps_per_epoch)
+    total_steps, full_steps = schedule[-1][1], round(recipe.epochs * steps_per_epoch)
+    config = RunConfig(every, steps_per_epoch, val.record() if val is not None else None)
+
+    model = prepare_model(initial_model(arch, train.images, seed), device)
+    if team.distributed:
+        model = _distributable(model, arch, device)
+    model.train()
+    optimizer = make_optimizer(model, recipe)
+    names = {p: name for name, p in model.named_parameters()}
+    data = train.describe(crops_originals(train.images, recipe))
+    start = team.on_main(_start, store, info, arch, seed, recipe, config, force, stop, total_steps, model, device, ranks, recipe_file, data, steps_per_epoch)
+    if start.done is not None:
+        return start.done
+    _restore_momentum(optimizer, {name: p for p, name in names.items()}, start.momentum)
+    step, status, trajectory = start.step, start.status, start.trajectory
+    net = model
+    if team.distributed:  # rank 0's weights (a resumed run's) are sent to every rank here
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     def save(epoch: float, at_step: int) -> None:
+        accuracy = val.accuracy(model, team) if val is not None else None
+        if not team.main:
+            return
         data = state_bytes(model.state_dict(), {"arch": arch, "epoch": epoch, "seed": seed, "steps": at_step})
         name = f"epoch-{format_epoch(epoch)}.safetensors"
         atomic_write(trajectory.path / name, data)
-        accuracy = val.accuracy(model) if val is not None else None
         trajectory.put_checkpoint(Checkpoint(epoch=epoch, file=name, sha256=sha256_bytes(data), test_accuracy=accuracy, steps=at_step))
         trajectory.save()
         _save_resume(trajectory, optimizer, names, at_step)
@@ -417,24 +506,38 @@ def _train_locked(store, train: Split, val: ValPass | None, arch, seed, recipe: 
     pending = [(e, s) for e, s in schedule if s > step or (s == 0 and trajectory.checkpoint_at(0) is None)]
     if pending and pending[0][1] == 0:
         save(*pending.pop(0))
-    with progress.bar(total=images_in(step, total_steps, n, recipe.batch_size), desc=f"{arch} seed {seed}", unit="img") as bar:
+    with team.apart(), progress.bar(total=images_in(step, total_steps, n, recipe.batch_size), desc=f"{arch} seed {seed}", unit="img") as bar:
         while step < total_steps:
             epoch, first = divmod(step, steps_per_epoch)
             last = min(steps_per_epoch, total_steps - epoch * steps_per_epoch)
             for x, y in training_batches(train, recipe, seed, epoch, first, last, ranks):
-                training_step(model, optimizer, x, y, recipe.lr_at(step, full_steps), recipe.label_smoothing)
-                bar.update(len(y) * ranks.world_size)
+                size = min(recipe.batch_size, n - (step % steps_per_epoch) * recipe.batch_size)  # this global batch's images
+                training_step(net, optimizer, x, y, recipe.lr_at(step, full_steps), recipe.label_smoothing, ranks.world_size / size if team.distributed else None)
+                bar.update(size)
                 step += 1
                 if pending and pending[0][1] == step:
                     save(*pending.pop(0))
-                    accuracy = trajectory.checkpoints[-1].test_accuracy
+                    accuracy = trajectory.checkpoints[-1].test_accuracy if team.main else None
                     if accuracy is not None:
                         bar.set_postfix_str(f"epoch {format_epoch(trajectory.checkpoints[-1].epoch)}: test {accuracy:.1f}%")
-    trajectory.complete = True
-    trajectory.save()
-    if total_steps >= full_steps:
-        (trajectory.path / RESUME).unlink(missing_ok=True)  # a stopped-early run keeps it, to be extended later
-    return TrainResult(trajectory, status)
+    if team.main:
+        trajectory.complete = True
+        trajectory.save()
+        if total_steps >= full_steps:
+            (trajectory.path / RESUME).unlink(missing_ok=True)  # a stopped-early run keeps it, to be extended later
+    return TrainResult(trajectory, status, start.note) if team.main else None
+
+
+def _distributable(model: nn.Module, arch: str, device: torch.device) -> nn.Module:
+    """``model`` for DistributedDataParallel: BatchNorm computed over the global batch (SyncBatchNorm, GPUs only)."""
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return model
+    if device.type != "cuda":
+        raise ExpertError(
+            f"{arch} has BatchNorm layers, and under torchrun on the CPU their statistics would be each rank's share of the batch (torch's SyncBatchNorm needs GPUs), so the trajectory would depend on the world size",
+            "train it in one process on the CPU, on GPUs under torchrun, or pick a model without BatchNorm (convnet_d3)",
+        )
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
 def load_splits(dataset: str, data_root: str | Path | None, **options) -> tuple[ImageSet, ImageSet | None, str]:
@@ -475,7 +578,9 @@ def train_trajectories(
     instead of the whole split. ``wait=False`` fails at once when another process holds a
     trajectory. ``log`` receives one-line notes (the recipe file used, waiting for a lock).
     """
-    device = resolve_device(device)
+    team = dist.team()
+    device = dist.device(device)
+    workers = dist.workers(workers)
     store = store if isinstance(store, ExpertStore) else ExpertStore(store)
     recipe, recipe_file = choose_recipe(dataset, arch, recipe)
     recipe = recipe.with_overrides(lr=lr, batch_size=batch_size)  # --epochs says where to stop, not the schedule's length
@@ -492,7 +597,7 @@ def train_trajectories(
         val = ValPass(Split(test, device, workers), balanced_subset(test, val_subset) if val_subset is not None else None, recipe.batch_size)
     results = []
     for seed in seeds:
-        result = train_one(store, train_split, val, arch, seed, recipe, every, device, force, stop=epochs, wait=wait, recipe_file=recipe_file, log=log)
+        result = train_one(store, train_split, val, arch, seed, recipe, every, device, force, stop=epochs, wait=wait, ranks=Ranks(team.rank, team.size), recipe_file=recipe_file, log=log, team=team)
         if note and not result.note:
             result.note = note
         results.append(result)

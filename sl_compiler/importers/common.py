@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..data import dataset_key, load_dataset
+from ..data.locations import recorded_root, ways_to_set
 from ..data.idx import CLASSES as IDX_CLASSES
 from ..data.stats import NORMALIZATION
 from ..errors import ImporterError
@@ -86,7 +87,8 @@ def target_dataset(dataset: str, data_root: str | Path | None = None, mean: Sequ
         raise ImporterError("--mean and --std go together", "pass both, one value per channel, or neither")
     key = dataset_key(dataset)
     base = key.split(":")[0]
-    if data_root is not None or base in ("synthetic", "imagefolder", "wds"):
+    data_root = data_root if data_root is not None else recorded_root(dataset)  # `slc data add` / SLC_DATA_<NAME>
+    if data_root is not None or base in ("synthetic", "imagefolder", "wds", "parquet"):
         images = load_dataset(dataset, data_root, "train")
         info = images.info()
         info["name"] = key
@@ -96,7 +98,7 @@ def target_dataset(dataset: str, data_root: str | Path | None = None, mean: Sequ
         shape = SHAPES[key]
         info = {"name": key, "classes": list(CLASS_NAMES[key]), "num_classes": len(CLASS_NAMES[key]), "channels": shape[0], "resolution": list(shape[1:])}
     else:
-        raise ImporterError(f"dataset {dataset!r} needs --data-root to know its classes", "point --data-root at its files (only the class list and statistics are read)")
+        raise ImporterError(f"dataset {dataset!r} needs --data-root to know its classes (only the class list and statistics are read)", ways_to_set(key))
     if mean is not None:
         stated, source = (tuple(mean), tuple(std)), "flags"
     elif key in NORMALIZATION:

@@ -3,10 +3,12 @@
 ``Ensemble`` runs every teacher on each batch in float32; ``teacher_logits`` and
 ``teacher_labels`` make one pass over a set of images with it (logits, or stored-form soft labels
 batch by batch); ``soft_labels`` turns logits into labels, and ``views`` samples and replays
-augmented views (shared with the student trainer).
+augmented views (shared with the student trainer). ``LabelPieces`` keeps a compile's finished
+label batches (``label_spans``) so that a killed run resumes from them.
 """
 
-from .soft import check_topk, soft_labels, stored_form, teacher_labels
+from .pieces import LabelPieces
+from .soft import check_topk, label_spans, soft_labels, stored_form, stored_labels, teacher_labels
 from .teacher import PRECISION, Ensemble, full_precision, run_teachers, teacher_logits
 from .views import AugmentedViews, gather, replay, sample_views
 
@@ -14,14 +16,17 @@ __all__ = [
     "PRECISION",
     "AugmentedViews",
     "Ensemble",
+    "LabelPieces",
     "check_topk",
     "full_precision",
     "gather",
+    "label_spans",
     "replay",
     "run_teachers",
     "sample_views",
     "soft_labels",
     "stored_form",
+    "stored_labels",
     "teacher_labels",
     "teacher_logits",
 ]

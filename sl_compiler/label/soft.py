@@ -68,10 +68,25 @@ def teacher_labels(
     out: dict[str, torch.Tensor] = {}
     with bar(total, desc=f"label {ensemble.reference}") as progress:
         for positions, logits in run_teachers(ensemble, images, batch_size):
-            batch = stored_form(soft_labels(logits, temperature, topk), logits.shape[1])
-            for name, value in batch.items():
+            for name, value in stored_labels(logits, temperature, topk).items():
                 if name not in out:
                     out[name] = torch.empty((total, *value.shape[1:]), dtype=value.dtype)
-                out[name][positions] = value.cpu()
+                out[name][positions] = value
             progress.update(len(positions))
     return {name: value.view(total // views, views, *value.shape[1:]) for name, value in out.items()}
+
+
+def stored_labels(logits: torch.Tensor, temperature: float = 1.0, topk: int | None = None) -> dict[str, torch.Tensor]:
+    """One batch of logits as stored-form soft labels on the CPU: what every labelling path keeps of a batch."""
+    return {name: value.cpu() for name, value in stored_form(soft_labels(logits, temperature, topk), logits.shape[1]).items()}
+
+
+def label_spans(rows: int, batch_size: int) -> list[tuple[int, int]]:
+    """The fixed batches ``[k * batch_size, (k + 1) * batch_size)`` that ``rows`` label rows are made in.
+
+    A compile labels exactly these batches whatever the world size (each whole, on one rank), so
+    each view meets the teachers in the same batch as in a single process.
+    """
+    if batch_size < 1:
+        raise RecipeError(f"batch size must be at least 1, got {batch_size}", "pass --batch-size 1 or more")
+    return [(start, min(start + batch_size, rows)) for start in range(0, rows, batch_size)]

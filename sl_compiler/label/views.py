@@ -127,24 +127,33 @@ def replay(
 
 
 class AugmentedViews:
-    """All N x V views of ``images`` as one sliceable sequence (view j = image j // V, view j % V).
+    """All N x V views of the N images as one sliceable sequence (view j = image j // V, view j % V).
 
     Views are replayed on the fly, one batch at a time, so that labelling 300 views of ImageNet
     never holds them all in memory. ``images`` may live on the device that labels them.
+    ``positions`` (int64 N) says which row of ``images`` holds each sample when ``images`` holds
+    only some of them (one rank's share of a distributed compile: its views' images and CutMix
+    partners); by default row n is sample n.
     """
 
-    def __init__(self, images: torch.Tensor, params: dict[str, torch.Tensor]):
+    def __init__(self, images: torch.Tensor, params: dict[str, torch.Tensor], positions: torch.Tensor | None = None):
         self.images = images
         self.params = {k: v.to(images.device) for k, v in params.items()}
         self.views = next(iter(params.values())).shape[1]
+        self.samples = len(images) if positions is None else len(positions)
+        self.positions = None if positions is None else positions.to(images.device)
 
     def __len__(self) -> int:
-        return len(self.images) * self.views
+        return self.samples * self.views
 
     def __getitem__(self, span: slice) -> torch.Tensor:
         j = torch.arange(span.start or 0, min(span.stop, len(self)), device=self.images.device)
         sample, view = j // self.views, j % self.views
-        return replay(self.images, sample, gather(self.params, sample, view))
+        rows = gather(self.params, sample, view)
+        if self.positions is None:
+            return replay(self.images, sample, rows)
+        partner = self.positions[rows["partner"].long()] if "partner" in rows else None
+        return replay(self.images, self.positions[sample], rows, partner)
 
 
 def _crop_theta(crop: torch.Tensor, flip: torch.Tensor, h: int, w: int) -> torch.Tensor:

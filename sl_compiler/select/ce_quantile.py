@@ -26,8 +26,10 @@ from typing import NamedTuple, Sequence
 
 import torch
 
+from .. import dist
 from ..data import ImageSet, cache, stream
 from ..data.stream import chunks
+from ..dist import Team
 from ..errors import RecipeError
 from ..label import Ensemble, run_teachers
 from ..label.teacher import as_ensemble
@@ -70,58 +72,91 @@ def ce_scores(
     *,
     workers: int | None = None,
     skip_bad: bool = False,
-    chunk: int = SCORE_CHUNK,
+    chunk: int | None = None,
+    team: Team | None = None,
 ) -> Scores:
     """Cross-entropy of the teachers' averaged logits on each image's true label; cached, resumable.
 
     ``images`` are streamed through ``workers`` decoding processes (default: the core count);
     with ``skip_bad`` an undecodable image scores NaN and is listed in ``Scores.skipped``.
+    ``chunk`` (default ``SCORE_CHUNK``) sets the checkpointed ranges.
+
+    Under torchrun (``team``, default ``sl_compiler.dist.team()``) the chunks still to score are
+    dealt round-robin to the ranks, which score them in lockstep rounds and send each finished
+    chunk to rank 0; rank 0 alone reads and writes the cache (it need not be shared between
+    nodes) and gives every rank the whole result. The chunks are the same at any world size.
     """
+    team = team or dist.team()
     members = teachers.teachers if isinstance(teachers, Ensemble) else list(teachers)
     mean, std = (teachers.mean, teachers.std) if isinstance(teachers, Ensemble) else (images.mean, images.std)
     path = scores_path(images.fingerprint(), members)
     n = len(images)
     key = {"size": n, "shape": list(images.shape), "mean": [round(float(m), 6) for m in mean], "std": [round(float(s), 6) for s in std]}
-    spans = score_chunks(n, chunk)
-    whole = _read(path, key, 0, n)
-    found = {s: _slice(whole, *s) for s in spans} if whole is not None else {s: _read(_part(path, s), key, *s) for s in spans}
-    todo = [s for s in spans if found[s] is None or (found[s].skipped and not skip_bad)]
-    if whole is not None and not todo:
-        return whole
+    spans = score_chunks(n, chunk or SCORE_CHUNK)
+    with team.together():
+        whole = found = todo = result = None
+        if team.main:
+            whole = _read(path, key, 0, n)
+            found = {s: _slice(whole, *s) for s in spans} if whole is not None else {s: _read(_part(path, s), key, *s) for s in spans}
+            todo = [s for s in spans if found[s] is None or (found[s].skipped and not skip_bad)]
+        todo = team.broadcast(todo)
+        scored = {}
+        if todo:
+            ensemble = as_ensemble(teachers, mean, std, device)
+            scored = _score(ensemble, images, todo, path, key, batch_size, workers, skip_bad, team)
+        if team.main:
+            if whole is not None and not todo:
+                result = whole
+            else:
+                result = _assemble({**{s: done for s, done in found.items() if s not in todo}, **scored}, n)
+                cache.save(path, {"scores": result.values}, {"key": key, "skipped": [list(s) for s in result.skipped]})
+                shutil.rmtree(parts_dir(path), ignore_errors=True)
+        return team.broadcast(result)
+
+
+def _assemble(found: dict, n: int) -> Scores:
+    """One :class:`Scores` of the whole split from its chunks' scores."""
     values = torch.full((n,), math.nan, dtype=torch.float32)
     for (start, stop), done in found.items():
-        if done is not None and (start, stop) not in todo:
-            values[start:stop] = done.values
-    if todo:
-        ensemble = as_ensemble(teachers, mean, std, device)
-        found.update(_score(ensemble, images, todo, values, path, key, batch_size, workers, skip_bad))
-    skipped = sorted(item for done in found.values() for item in done.skipped)
-    result = Scores(values, skipped)
-    cache.save(path, {"scores": values}, {"key": key, "skipped": [list(s) for s in skipped]})
-    shutil.rmtree(parts_dir(path), ignore_errors=True)
-    return result
+        values[start:stop] = done.values
+    return Scores(values, sorted(item for done in found.values() for item in done.skipped))
 
 
-def _score(ensemble: Ensemble, images: ImageSet, todo: list[tuple[int, int]], values: torch.Tensor, path: Path, key: dict, batch_size: int, workers, skip_bad: bool) -> dict:
-    """Score the ``todo`` chunks into ``values`` in one stream, writing each chunk's part once it is done."""
-    batches = [b for start, stop in todo for b in chunks(range(start, stop), batch_size)]
+def _score(ensemble: Ensemble, images: ImageSet, todo: list[tuple[int, int]], path: Path, key: dict, batch_size: int, workers, skip_bad: bool, team: Team) -> dict:
+    """Score this rank's share of the ``todo`` chunks in one stream; rank 0 gets every finished chunk and writes its part.
+
+    Chunk r of this rank is finished in round r, when its last batch is scored; the ranks then
+    exchange that round's chunks (an idle rank sends None), so rank 0 writes each part as soon as
+    every rank has finished the round.
+    """
+    mine = team.rounds(todo)
+    pending = [span for span in mine if span is not None]
+    values = torch.full((len(images),), math.nan, dtype=torch.float32)
+    batches = [b for start, stop in pending for b in chunks(range(start, stop), batch_size)]
     source = stream(images, batches=batches, workers=workers, skip_bad=skip_bad)
-    pending, done = list(todo), {}
+    done: dict = {}
 
-    def finish(span: tuple[int, int]) -> None:
-        start, stop = span
-        done[span] = Scores(values[start:stop], [s for s in source.skipped if start <= s[0] < stop])
-        cache.save(_part(path, span), {"scores": done[span].values.clone()}, {"key": key, "skipped": [list(s) for s in done[span].skipped]})
+    def finish(span: tuple[int, int] | None) -> None:
+        piece = None
+        if span is not None:
+            start, stop = span
+            piece = (span, Scores(values[start:stop].clone(), [s for s in source.skipped if start <= s[0] < stop]))
+        for got in team.gather(piece) or []:
+            if got is not None:
+                done[got[0]] = got[1]
+                cache.save(_part(path, got[0]), {"scores": got[1].values}, {"key": key, "skipped": [list(s) for s in got[1].skipped]})
 
-    with bar(sum(stop - start for start, stop in todo), desc=f"score {ensemble.reference}") as progress:
+    with bar(sum(stop - start for start, stop in pending), desc=f"score {ensemble.reference}") as progress:
         for positions, logits in run_teachers(ensemble, source):
             while pending and pending[0][1] <= int(positions[0]):  # batches arrive in order: that chunk is complete
                 finish(pending.pop(0))
             target = images.targets[positions].to(logits.device).view(-1, 1)
             values[positions] = (torch.logsumexp(logits, 1) - logits.gather(1, target).squeeze(1)).cpu()
             progress.update(len(positions))
-    for span in pending:
-        finish(span)
+        while pending:
+            finish(pending.pop(0))
+        for _ in range(len(mine) - len([s for s in mine if s is not None])):
+            finish(None)  # the rounds where this rank has no chunk left
     return done
 
 
