@@ -12,20 +12,34 @@ from sl_compiler.errors import ArtifactError, SlcError
 @click.command("inspect")
 @click.argument("artifact")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of a table.")
-def inspect_cmd(artifact: str, as_json: bool):
+@click.option("--grid", "grid_path", type=click.Path(dir_okay=False), default=None,
+              help="Also draw the images per class into this PNG, each captioned with its label's top-3 classes; views replayed for per-view artifacts.  [default: no grid]")
+@click.option("--per-class", type=click.IntRange(min=1), default=None, help="Images per class in the grid.  [default: 8, or 4 when views are drawn]")
+@click.option("--max-classes", type=click.IntRange(min=0), default=10, show_default=True, help="Classes (rows) in the grid, the first of the class list; 0 draws all.")
+@click.option("--views", type=click.IntRange(min=0), default=2, show_default=True, help="Replayed views drawn after each image of a per-view artifact; 0 draws the images only.")
+def inspect_cmd(artifact: str, as_json: bool, grid_path: str | None, per_class: int | None, max_classes: int, views: int):
     """Summarise ARTIFACT (a folder or hf://OWNER/NAME@REV): classes, selection, labels, entropy and
-    agreement per class, and where the bytes go.
+    agreement per class, and where the bytes go. --grid also draws its images.
+
+    With the default grid options, --grid draws the artifact's own grid.png (the card's picture).
 
     \b
     Examples:
       slc inspect artifacts/c10-ipc10
       slc inspect hf://OWNER/c10-ipc10@v1.0.0 --json
+      slc inspect artifacts/c10-ipc10 --grid c10.png --per-class 10 --max-classes 0
     """
     from sl_compiler.artifact import inspect_artifact, summary_table
+    from sl_compiler.artifact.inspect import write_grid
     from sl_compiler.hub import local_artifact
 
-    info = inspect_artifact(local_artifact(artifact))
+    folder = local_artifact(artifact)
+    info = inspect_artifact(folder)
+    if grid_path is not None:
+        write_grid(folder, grid_path, per_class=per_class, max_classes=max_classes, views=views)
     click.echo(json.dumps(info, indent=2, sort_keys=True) if as_json else summary_table(info))
+    if grid_path is not None:
+        click.echo(f"wrote {grid_path}", err=True)
 
 
 @click.command("verify")

@@ -102,16 +102,28 @@ def evaluate_cmd(artifacts, protocol_path, model, epochs, batch_size, lr, lr_gri
 
 @click.command("report")
 @click.argument("results", nargs=-1, required=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the merged grid as JSON.")
-def report_cmd(results, as_json):
-    """Merge slc evaluate RESULTS (.json) into paper-style tables: rows IPC, columns methods.
+@click.option("--json", "as_json", is_flag=True, help="Print the merged evaluation grid as JSON (slc evaluate results only) instead of markdown.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write one self-contained page here: tables, sweep and analysis plots, per-class accuracy, label heat maps, image grids, provenance.  [default: no page]")
+@click.option("--title", default="slc report", show_default=True, help="The page's title (with --html).")
+def report_cmd(results, as_json, html_path, title):
+    """Merge RESULTS (.json from slc evaluate --out, slc sweep's sweep.json, analyses) into
+    paper-style tables (rows IPC, columns methods); --html also writes them as one static page.
+
+    The page loads nothing from the network: plots and images are inline. It shows the artifacts'
+    heat maps, grids and manifests when their folders (as the results record them, or beside the
+    results file) can be read here.
 
     \b
     Examples:
       slc report results/c10-ipc1.json results/c10-ipc10.json
       slc report results/*.json --json
+      slc report results/*.json sweeps/c10/sweep.json --html report.html
     """
-    from sl_compiler.evaluate import load_results, report, report_markdown
+    from sl_compiler.report import evaluation_json, load_inputs, to_markdown, write_html
 
-    grids = report(load_results(list(results)))
-    click.echo(json.dumps(grids, indent=2, sort_keys=True) if as_json else report_markdown(grids))
+    inputs = load_inputs(list(results))
+    click.echo(json.dumps(evaluation_json(inputs), indent=2, sort_keys=True) if as_json else to_markdown(inputs))
+    if html_path:
+        write_html(inputs, html_path, title=title)
+        click.echo(f"wrote {html_path}", err=True)

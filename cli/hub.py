@@ -12,19 +12,24 @@ import click
 @click.option("--repo", required=True, help="Dataset repo OWNER/NAME; created if missing (required).")
 @click.option("--tag", default=None, help="Tag for the commit; an existing tag never moves.  [default: v<artifact version>]")
 @click.option("--private", is_flag=True, help="Create the repo private (an existing repo keeps its visibility).")
-def publish_cmd(artifact: Path, repo: str, tag: str | None, private: bool):
+@click.option("--results", "results", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="slc evaluate results (.json) of this artifact to list in the Hub card, uploaded as eval/results.json; repeatable.  [default: none]")
+def publish_cmd(artifact: Path, repo: str, tag: str | None, private: bool, results: tuple[Path, ...]):
     """Verify ARTIFACT, upload it to the Hub in one commit, tag it, and print the commit URL.
 
     The token comes from huggingface_hub (HF_TOKEN or `hf auth login`); slc never prints or stores it.
+    With --results the Hub card lists the evaluation (the artifact's own files do not change), and
+    the Hub copy still verifies.
 
     \b
     Examples:
       slc publish artifacts/c10-ipc10 --repo OWNER/c10-ipc10            # tagged v<version>
       slc publish artifacts/c10-ipc10 --repo OWNER/c10-ipc10 --tag v1.0.0-rc.1 --private
+      slc publish artifacts/c10-ipc10 --repo OWNER/c10-ipc10 --results results/c10-ipc10.json
     """
     from sl_compiler.hub import publish
 
-    result = publish(artifact, repo, tag=tag, private=private)
+    result = publish(artifact, repo, tag=tag, private=private, results=list(results))
     click.echo(f"published {len(result.files)} files to {result.repo} as {result.tag}", err=True)
     click.echo(result.commit_url)
 

@@ -1,7 +1,7 @@
 """Publish artifacts to the Hugging Face Hub and pull them back, verified.
 
 ``publish`` refuses an artifact that fails ``verify``, creates the dataset repo if needed, uploads
-exactly the artifact's files (manifest, card, shards) in one commit with the ``huggingface_hub``
+exactly the artifact's files (manifest, card, grid, shards, and evaluation results when given) in one commit with the ``huggingface_hub``
 client, removes files a previous version left behind, and tags the commit with the artifact's
 version (``v1.0.0``); a tag never moves. ``pull`` downloads ``OWNER/NAME[@REV]`` (REV: a tag, a
 branch or a commit sha) into the Hub cache, or copies it to ``--out``, and checks every file
@@ -29,7 +29,7 @@ from .errors import HubError, VerifyError
 REPO_TYPE = "dataset"
 SPEC_RE = re.compile(r"^(?:hf://)?(?:datasets/)?([A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@([^@\s]+))?$")
 TAG_RE = re.compile(r"^(?!.*\.\.)(?!.*//)[A-Za-z0-9][A-Za-z0-9._/+-]{0,127}$")
-ARTIFACT_PATTERNS = ["manifest.json", "README.md", "data/train-*.tar"]
+ARTIFACT_PATTERNS = ["manifest.json", "README.md", "grid.png", "eval/results.json", "data/train-*.tar"]
 
 
 @dataclass
@@ -80,12 +80,17 @@ def verify_artifact(path_or_uri: str | Path):
 
 
 def artifact_files(manifest: dict) -> list[str]:
-    """The files an artifact consists of, as repo paths: manifest, card, then shards in order."""
-    return ["manifest.json", "README.md", *(s["path"] for s in manifest["shards"])]
+    """The files an artifact consists of, as repo paths: manifest, card, grid (when recorded), then shards in order."""
+    return ["manifest.json", "README.md", *(["grid.png"] if "grid" in manifest else []), *(s["path"] for s in manifest["shards"])]
 
 
-def publish(path: str | Path, repo: str, tag: str | None = None, private: bool = False) -> Published:
-    """Upload the artifact at ``path`` to dataset repo ``repo`` in one commit and tag it."""
+def publish(path: str | Path, repo: str, tag: str | None = None, private: bool = False, results: list[str | Path] = ()) -> Published:
+    """Upload the artifact at ``path`` to dataset repo ``repo`` in one commit and tag it.
+
+    ``results`` (``slc evaluate`` result files) are uploaded as ``eval/results.json`` (their rows for
+    this artifact) and listed in the card's "Evaluation results" section; the artifact itself is
+    not changed, and the Hub copy verifies (docs/artifact-format.md, "Evaluation results on the Hub").
+    """
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants
 
     from .artifact import verify
@@ -104,7 +109,8 @@ def publish(path: str | Path, repo: str, tag: str | None = None, private: bool =
     tag = tag or f"v{manifest['version']}"
     if not TAG_RE.match(tag):
         raise HubError(f"bad tag {tag!r}", "use a tag such as v1.0.0 (letters, digits, '.', '-', '_', '+', '/')")
-    files = artifact_files(manifest)
+    uploads = _card_files(path, manifest, results)  # before any request: bad results fail here
+    files = [*artifact_files(manifest), *(f for f in uploads if f not in ("manifest.json", "README.md"))]
     api = HfApi()
     with hub_errors(repo_id, None, upload=f"slc publish {path} --repo {repo_id}"):
         api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True)
@@ -112,7 +118,7 @@ def publish(path: str | Path, repo: str, tag: str | None = None, private: bool =
         if tag in tags:
             raise HubError(f"{repo_id} already has tag {tag} (commit {tags[tag][:12]}); tags never move", "bump the artifact's version, or pass another --tag")
         stale = [p for p in api.list_repo_files(repo_id, repo_type=REPO_TYPE) if p not in files and p != ".gitattributes"]
-        operations = [CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(path / f)) for f in files]
+        operations = [CommitOperationAdd(path_in_repo=f, path_or_fileobj=uploads.get(f) or str(path / f)) for f in files]
         operations += [CommitOperationDelete(path_in_repo=p) for p in stale]
         info = api.create_commit(
             repo_id,
@@ -123,6 +129,24 @@ def publish(path: str | Path, repo: str, tag: str | None = None, private: bool =
         )
         api.create_tag(repo_id, tag=tag, revision=info.oid, tag_message=f"{manifest['name']} {manifest['version']}", repo_type=REPO_TYPE)
     return Published(repo=repo_id, tag=tag, commit=info.oid, commit_url=info.commit_url, files=files)
+
+
+def _card_files(path: Path, manifest: dict, results: list[str | Path]) -> dict[str, bytes]:
+    """README.md and eval/results.json as they are uploaded: the card with the given results, or the
+    results a pulled copy already carries (kept as they are), or nothing to change."""
+    from .artifact import format as fmt
+    from .artifact.card import card_with_results, card_without_results, results_document
+
+    held = path / fmt.EVAL_RESULTS
+    if not results:
+        return {fmt.EVAL_RESULTS: held.read_bytes()} if held.is_file() else {}
+    from .evaluate.tables import load_results
+
+    doc = results_document(load_results(list(results)), manifest)
+    card = (path / fmt.CARD).read_bytes()
+    if held.is_file():  # a pulled copy with results: start again from the writer's card
+        card = card_without_results(card, held.read_bytes(), manifest)
+    return {fmt.CARD: card_with_results(card, doc, manifest), fmt.EVAL_RESULTS: doc}
 
 
 def pull(spec: str, out: str | Path | None = None) -> Path:

@@ -147,7 +147,7 @@ def _spec_table_keys(heading: str) -> list[str]:
 def test_spec_names_the_format_and_manifest_keys_the_code_uses():
     text = SPEC.read_text()
     assert f'"format": "{FORMAT}"' in text
-    assert set(_spec_table_keys("| key | type | meaning |")) == set(mf.MANIFEST_TYPES) | set(mf.INTEGRITY_TYPES)
+    assert set(_spec_table_keys("| key | type | meaning |")) == set(mf.MANIFEST_TYPES) | set(mf.INTEGRITY_TYPES) | set(mf.OPTIONAL_TYPES)
     label_keys = set(_spec_table_keys("`labels`:")) - {"temperature"}
     assert label_keys == set(mf.LABEL_TYPES)
     for ext in fmt.IMAGE_EXTS:
@@ -174,13 +174,13 @@ def test_spec_views_table_matches_the_compilers_view_parameters(tmp_path, tiny):
 def test_written_manifest_matches_the_spec_schema(tmp_path, tiny):
     art = write_artifact(tmp_path / "a", **_inputs(tiny))
     manifest = json.loads((art / "manifest.json").read_text())
-    assert set(manifest) == set(mf.MANIFEST_TYPES) | set(mf.INTEGRITY_TYPES)
+    assert set(manifest) == set(mf.MANIFEST_TYPES) | set(mf.INTEGRITY_TYPES) | set(mf.OPTIONAL_TYPES)
     assert (art / "manifest.json").read_text() == json.dumps(manifest, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
     card = (art / "README.md").read_bytes()
     assert manifest["card"] == {"bytes": len(card), "sha256": hashlib.sha256(card).hexdigest()}
     rest = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
     assert manifest["manifest_sha256"] == hashlib.sha256(json.dumps(rest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-    assert sorted(p.relative_to(art).as_posix() for p in art.rglob("*")) == ["README.md", "data", "data/train-000000.tar", "manifest.json"]
+    assert sorted(p.relative_to(art).as_posix() for p in art.rglob("*")) == ["README.md", "data", "data/train-000000.tar", "grid.png", "manifest.json"]
     lab = manifest["labels"]
     assert (lab["kind"], lab["views"], lab["num_classes"], lab["dtype"], lab["k"], lab["temperature"]) == ("dense", 2, 4, "float16", None, 2.0)
     assert lab["view_params"] == {"crop": {"dtype": "int16", "shape": [2, 4]}, "flip": {"dtype": "uint8", "shape": [2]}}
@@ -209,7 +209,7 @@ def test_rebuilds_are_byte_identical(tmp_path, tiny):
     a = write_artifact(tmp_path / "a", **_inputs(tiny, kind="topk"), shard_samples=3)
     b = write_artifact(tmp_path / "b", **_inputs(tiny, kind="topk"), shard_samples=3)
     fa, fb = _files(a), _files(b)
-    assert list(fa) == list(fb) and len(fa) == 5  # manifest, card, 3 shards
+    assert list(fa) == list(fb) and len(fa) == 6  # manifest, card, grid, 3 shards
     assert fa == fb
     c = write_artifact(tmp_path / "c", **_inputs(tiny, kind="topk", seed=1), shard_samples=3)
     assert _files(c)["data/train-000000.tar"] != fa["data/train-000000.tar"]

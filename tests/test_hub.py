@@ -110,7 +110,7 @@ def test_publish_uploads_the_artifact_in_one_tagged_commit(hub, artifact, publis
     assert {p: b for p, b in head.files.items() if p != ".gitattributes"} == files_of(artifact)
     # shards went through the LFS batch API, small files inline as base64 in the commit NDJSON
     keys = {line["value"]["path"]: line["key"] for line in hub.commit_payloads[-1][1:]}
-    assert keys == {"manifest.json": "file", "README.md": "file", "data/train-000000.tar": "lfsFile", "data/train-000001.tar": "lfsFile"}
+    assert keys == {"manifest.json": "file", "README.md": "file", "grid.png": "file", "data/train-000000.tar": "lfsFile", "data/train-000001.tar": "lfsFile"}
     # every write carried the token from HF_TOKEN
     writes = [entry for entry in hub.log if entry[0] == "POST" and "/api/" in entry[1]]
     assert writes and all(authorised for _, _, authorised in writes)

@@ -125,7 +125,7 @@ def test_the_same_inputs_give_byte_identical_artifacts(tmp_path, target):
     a = import_tensor(images, labels, dataset=TINY, out=tmp_path / "a", name="same", version="2.0.0")
     b = import_tensor(images, labels, dataset=TINY, out=tmp_path / "b", name="same", version="2.0.0")
     files = lambda root: {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}  # noqa: E731
-    assert files(a) == files(b) and len(files(a)) == 3
+    assert files(a) == files(b) and len(files(a)) == 4  # manifest, card, grid, shard
 
 
 @pytest.mark.parametrize(

@@ -162,8 +162,9 @@ def test_links_where_files_belong_fail(art, tmp_path):
 
 
 def _as_written_by_0_1_0(art: Path) -> dict:
-    """The artifact as slc 0.1.0 wrote it: no card record, no manifest checksum."""
-    manifest = {k: v for k, v in _manifest(art).items() if k not in mf.INTEGRITY_TYPES}
+    """The artifact as slc 0.1.0 wrote it: no card record, no manifest checksum, no grid."""
+    manifest = {k: v for k, v in _manifest(art).items() if k not in mf.INTEGRITY_TYPES and k not in mf.OPTIONAL_TYPES}
+    (art / "grid.png").unlink()
     (art / "manifest.json").write_bytes(fmt.dumps_manifest(manifest))
     return manifest
 

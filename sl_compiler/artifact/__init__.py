@@ -7,10 +7,11 @@ evaluate calls :func:`load`; ``slc verify``, ``slc inspect`` and ``slc diff`` ca
 
     write_artifact(out, *, name, version, dataset, images, targets, source_ids, labels,
                    label_schema=None, recipe=None, teachers=(), selection=None, provenance=None,
-                   license=None, ipc=None, shard_bytes=256 MiB, shard_samples=None, force=False) -> Path
+                   license=None, ipc=None, shard_bytes=256 MiB, shard_samples=None, force=False, grid=True) -> Path
     load(path, verify=False) -> Artifact
     verify(path, allow_links=False) -> VerifyReport   # raises VerifyError naming the first bad file
     inspect_artifact(path) -> dict                    # summary_table(dict) -> str
+    inspect.write_grid(path, out, per_class=None, max_classes=10, views=2)   # grid.png's drawing (grid.py)
     diff_artifacts(a, b, tolerance_ulps=0) -> DiffReport
 """
 

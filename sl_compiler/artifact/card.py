@@ -9,7 +9,8 @@ import json
 
 import tomli_w
 
-from .format import CARD, MANIFEST
+from ..errors import ArtifactError, VerifyError
+from .format import CARD, EVAL_RESULTS, GRID, MANIFEST
 
 CITATIONS = """\
 @inproceedings{qin2024label,
@@ -25,11 +26,19 @@ CITATIONS = """\
   year   = {2026}
 }"""
 
-SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")]
+# the Hub's size_categories values (its dataset card spec), by sample count
+SIZE_CATEGORIES = [
+    (1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M"),
+    (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"), (10_000_000_000, "1B<n<10B"), (100_000_000_000, "10B<n<100B"),
+    (1_000_000_000_000, "100B<n<1T"),
+]
+# where slc publish --results puts the evaluation results; the writer's card keeps this line
+RESULTS_MARKER = "<!-- slc publish --results puts the evaluation results here -->"
+RESULTS_KIND = "slc-card-results/1"
 
 
 def size_category(n: int) -> str:
-    return next((label for limit, label in SIZE_CATEGORIES if n < limit), "n>10M")
+    return next((label for limit, label in SIZE_CATEGORIES if n < limit), "n>1T")
 
 
 def _yaml_str(text: str) -> str:
@@ -59,6 +68,9 @@ def front_matter(manifest: dict, image_exts: list[str]) -> str:
         f"license: {_yaml_str(manifest.get('license') or 'other')}",
         "task_categories:",
         "- image-classification",
+        "task_ids:",
+        "- multi-class-image-classification",
+        *(["annotations_creators:", "- machine-generated"] if manifest["labels"]["kind"] != "hard" else []),
         "tags:",
         "- dataset-distillation",
         "- soft-labels",
@@ -131,6 +143,13 @@ def render_card(manifest: dict, image_exts: list[str]) -> str:
         + f", each labelled with {kind_text}. Built by slc {m['slc_version']}, artifact format `{m['format']}`.",
         "",
         f"Content hash: `{m['content_hash']}`",
+        "",
+    ]
+    if m.get("grid"):
+        caption = "The first images of each class" + (", each followed by its first replayed views," if labels.get("view_params") else "")
+        parts += [f"![{caption} with their labels' top classes and probabilities]({GRID})", ""]
+    parts += [
+        RESULTS_MARKER,
         "",
         "## How it was made",
         "",
@@ -207,3 +226,119 @@ def render_card(manifest: dict, image_exts: list[str]) -> str:
         "",
     ]
     return "\n".join(parts)
+
+
+# ---- evaluation results on the Hub (slc publish --results) -------------------------------------
+
+CELL_TEXT = {
+    "sl": "this artifact's stored labels",
+    "slkd": "a teacher labelling every augmented batch",
+    "hl": "this artifact's images, hard labels",
+    "random-hl": "baseline: random real images, hard labels",
+    "random-sl": "baseline: random real images, the same teacher's labels",
+}
+
+
+def results_document(results: list[dict], manifest: dict) -> bytes:
+    """eval/results.json: the rows of ``results`` (``slc evaluate`` results, already checked) that
+    evaluated this artifact (its content hash), without local paths, as canonical JSON."""
+    h = manifest["content_hash"]
+    kept = []
+    for r in results:
+        rows = [{k: v for k, v in a.items() if k != "path"} for a in r["artifacts"] if a["content_hash"] == h]
+        if rows:
+            kept.append({**r, "artifacts": rows})
+    if not kept:
+        seen = ", ".join(sorted({f"{a['name']}@{a['version']} ({a['content_hash'][:8]})" for r in results for a in r["artifacts"]}))
+        raise ArtifactError(
+            f"the results evaluated {seen}, not {manifest['name']}@{manifest['version']} (content hash {h[:8]})",
+            "pass results of slc evaluate on this artifact",
+        )
+    doc = {"kind": RESULTS_KIND, "artifact": {"name": manifest["name"], "version": manifest["version"], "content_hash": h}, "results": kept}
+    return (json.dumps(doc, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode()
+
+
+def _cell(text) -> str:
+    """A value inside a markdown table cell: one line, no column breaks."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _pct(mean: float, std: float | None) -> str:
+    """``67.80 ± 0.40`` from fractions (``0.00``, never ``-0.00``)."""
+    fixed = lambda x: f"{100 * x:.2f}".replace("-0.00", "0.00")  # noqa: E731
+    return f"{fixed(mean)} ± {'n/a' if std is None else fixed(std)}"
+
+
+def results_section(doc: dict) -> str:
+    """The card's "Evaluation results" section for an eval/results.json document."""
+    parts = [
+        "## Evaluation results",
+        "",
+        "Students trained on this artifact by `slc evaluate` and tested on the source's test split: accuracy in %, "
+        f"mean ± std over the seeds, at the final epoch. Every seed, the per-class accuracy and the test set's fingerprint are in [`{EVAL_RESULTS}`]({EVAL_RESULTS}).",
+    ]
+    for result in doc["results"]:
+        p = result["protocol"]
+        lr = "lr chosen on a held-out slice of the training split" if p.get("lr") is None else f"lr {p['lr']:g}"
+        for row in result["artifacts"]:
+            test = row.get("test_set") or {}
+            test_text = f"; test set: {test['size']} images, fingerprint `{_cell(test.get('fingerprint', '?'))[:16]}`" if "size" in test else ""
+            parts += [
+                "",
+                f"**{_cell(p['model'])}, {p['epochs']} epochs** (protocol `{_cell(p['name'])}`: batch {p['batch_size']}, {_cell(p['optimizer'])}, {lr}, "
+                f"augment {_cell(p['augment'])}, loss {_cell(p['loss'])}); evaluated by slc {_cell(result['slc_version'])} on {_cell(result['device'])} "
+                f"in {result['wall_s']:.0f} s{test_text}.",
+                "",
+                "| cell | accuracy (%) | seeds | per seed (%) | lr |",
+                "|---|---:|---|---|---:|",
+            ]
+            order = [*p["regimes"], *p["baselines"]]
+            for name, cell in sorted(row["cells"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)):
+                label = f"`{_cell(name)}` ({CELL_TEXT[name]})" if name in CELL_TEXT else f"`{_cell(name)}`"
+                seeds = ", ".join(str(int(s)) for s in cell["seeds"])
+                per_seed = ", ".join(f"{100 * a:.2f}" for a in cell["accuracy"])
+                parts.append(f"| {label} | {_pct(cell['mean'], cell['std'])} | {seeds} | {per_seed} | {cell['lr']:g} |")
+            for name, why in (row.get("skipped") or {}).items():
+                parts.append(f"| `{_cell(name)}` | skipped: {_cell(why)} | | | |")
+            metrics = row.get("metrics") or {}
+            found = [f"{key.upper()} {_pct(metrics[key]['mean'], metrics[key]['std'])}" for key in ("ior", "hlr") if metrics.get(key)]
+            if found:
+                parts += ["", "DD-Ranking's metrics (points of accuracy): " + "; ".join(found) + "."]
+    return "\n".join(parts) + "\n"
+
+
+def _section(results: bytes, manifest: dict) -> str:
+    """The section for eval/results.json bytes, which must be the canonical document for this artifact."""
+    from .manifest import parse_manifest
+
+    doc = parse_manifest(results, EVAL_RESULTS)
+    if not isinstance(doc, dict) or doc.get("kind") != RESULTS_KIND:
+        raise VerifyError(f"{EVAL_RESULTS}: kind {doc.get('kind')!r} is not {RESULTS_KIND!r}", "pull the artifact again, or publish it again with --results", path=EVAL_RESULTS)
+    if (json.dumps(doc, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode() != results:
+        raise VerifyError(f"{EVAL_RESULTS}: not in canonical form (sorted keys, indent 2, final newline): edited or corrupt", "pull the artifact again", path=EVAL_RESULTS)
+    try:
+        hashes = {doc["artifact"]["content_hash"]} | {a["content_hash"] for r in doc["results"] for a in r["artifacts"]}
+        section = results_section(doc)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise VerifyError(f"{EVAL_RESULTS}: not the document slc publish --results writes ({type(exc).__name__}: {exc})", "pull the artifact again", path=EVAL_RESULTS) from None
+    if hashes != {manifest["content_hash"]}:
+        raise VerifyError(f"{EVAL_RESULTS}: evaluates content hash {', '.join(sorted(h[:8] for h in hashes))}, this artifact is {manifest['content_hash'][:8]}", "pull the artifact again", path=EVAL_RESULTS)
+    return section
+
+
+def card_with_results(card: bytes, results: bytes, manifest: dict) -> bytes:
+    """The writer's card with the results section of eval/results.json put at its marker (what slc publish --results uploads)."""
+    text = card.decode("utf-8")
+    if text.count(RESULTS_MARKER) != 1:
+        raise ArtifactError(f"{manifest['name']}@{manifest['version']}'s {CARD} has no place for results (written by an slc before 0.2)", "publish it without --results, or rebuild it with this slc")
+    return text.replace(RESULTS_MARKER, f"{RESULTS_MARKER}\n\n{_section(results, manifest).rstrip()}", 1).encode("utf-8")
+
+
+def card_without_results(card: bytes, results: bytes, manifest: dict) -> bytes:
+    """The writer's card back from a published one (the inverse of :func:`card_with_results`), for verify;
+    VerifyError when the card does not hold exactly the section that eval/results.json renders to."""
+    inserted = f"{RESULTS_MARKER}\n\n{_section(results, manifest).rstrip()}"
+    text = card.decode("utf-8", errors="replace")
+    if text.count(inserted) != 1:
+        raise VerifyError(f"{CARD}: does not hold the results section that {EVAL_RESULTS} renders to (edited or corrupt)", "pull the artifact again", path=CARD)
+    return text.replace(inserted, RESULTS_MARKER, 1).encode("utf-8")

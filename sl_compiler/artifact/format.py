@@ -19,6 +19,9 @@ from ..errors import ArtifactError
 FORMAT = "slc-artifact/1"
 MANIFEST = "manifest.json"
 CARD = "README.md"
+GRID = "grid.png"  # the card's picture of the images and their labels (optional, recorded in the manifest)
+EVAL_DIR = "eval"  # on the Hub only: evaluation results that slc publish --results added (optional)
+EVAL_RESULTS = "eval/results.json"
 DATA_DIR = "data"
 SHARD_PATTERN = re.compile(r"^data/train-(\d{6})\.tar$")
 DEFAULT_SHARD_BYTES = 256 * 2**20

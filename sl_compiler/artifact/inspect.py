@@ -8,7 +8,9 @@ from pathlib import Path
 
 import torch
 
+from ..errors import ArtifactError
 from . import format as fmt
+from . import grid
 from .card import teacher_reference
 from .reader import load
 
@@ -45,9 +47,26 @@ def per_class_statistics(probs: torch.Tensor, targets: torch.Tensor, classes: li
     return rows
 
 
+def class_mean_labels(art, chunk: int = 4096) -> torch.Tensor:
+    """float64 (C, C): row c is the mean soft label (over views, then images) of the images of class c;
+    a class without images is a row of zeros. Computed ``chunk`` samples at a time from the stored labels."""
+    from .grid import stored_labels
+
+    c = art.num_classes
+    labels = stored_labels(art.label_kind, art.labels, c, art.manifest["labels"].get("fill"))
+    sums = torch.zeros(c, c, dtype=torch.float64)
+    for start in range(0, len(art), chunk):
+        idx = torch.arange(start, min(start + chunk, len(art)))
+        rows = labels(idx).double().mean(1) if labels is not None else torch.nn.functional.one_hot(art.targets[idx], c).double()
+        sums.index_add_(0, art.targets[idx], rows)
+    counts = torch.bincount(art.targets, minlength=c).double().clamp_min(1)
+    return sums / counts[:, None]
+
+
 def byte_breakdown(art, path: Path) -> dict:
     """Where the bytes go: images, labels (values, view parameters, safetensors headers) and the rest
-    (tar headers and padding, .cls and .json members, manifest.json, README.md)."""
+    (tar headers and padding, .cls and .json members, manifest.json, README.md, grid.png, and
+    eval/results.json in a Hub copy)."""
     parts = {"cls": 0, "json": 0, "label_values": 0, "view_params": 0, "safetensors_headers": 0}
     for i in range(len(art)):
         sample = art.sample_bytes(i)
@@ -72,6 +91,8 @@ def byte_breakdown(art, path: Path) -> dict:
         "json_members": parts["json"],
         "manifest": files.get(fmt.MANIFEST, 0),
         "card": files.get(fmt.CARD, 0),
+        "grid": files.get(fmt.GRID, 0),
+        "eval_results": files.get(fmt.EVAL_RESULTS, 0),
     }
     return {
         "images": m["bytes"]["images"],
@@ -114,6 +135,24 @@ def inspect_artifact(path: str | Path) -> dict:
     }
 
 
+def write_grid(path: str | Path, out: str | Path, *, per_class: int | None = None, max_classes: int = grid.MAX_CLASSES, views: int = grid.VIEWS) -> Path:
+    """Draw the artifact's images per class with their labels' top classes (:mod:`.grid`) into the PNG ``out``.
+
+    With the defaults this is the artifact's own grid.png, byte for byte.
+    """
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        raise ArtifactError(f"grid file {out} does not end in .png", "name the grid FILE.png (it is written as PNG)")
+    art = load(path)
+    try:
+        data = grid.grid_png(grid.source_of_artifact(art), art.manifest, per_class=per_class, max_classes=max_classes, views=views)
+    except ValueError as exc:  # too large to draw
+        raise ArtifactError(str(exc), "draw fewer classes (--max-classes) or images (--per-class)") from None
+    from ..plot import write_bytes
+
+    return write_bytes(out, data)
+
+
 def _human(n: int) -> str:
     """Bytes in binary units: 512 B, 6.6 KiB, 1.2 GiB."""
     if n < 1024:
@@ -154,7 +193,8 @@ def summary_table(info: dict) -> str:
         ("bytes: images", f"{_human(b['images'])} ({pct(b['images'])})"),
         ("bytes: labels", f"{_human(b['labels'])} ({pct(b['labels'])}): values {_human(lp['label_values'])}, view parameters {_human(lp['view_params'])}, safetensors headers {_human(lp['safetensors_headers'])}"),
         ("bytes: other", f"{_human(b['other'])} ({pct(b['other'])}): tar headers and padding {_human(op['tar_headers_and_padding'])}, .cls {_human(op['cls_members'])}, "
-         f".json {_human(op['json_members'])}, manifest {_human(op['manifest'])}, card {_human(op['card'])}"),
+         f".json {_human(op['json_members'])}, manifest {_human(op['manifest'])}, card {_human(op['card'])}, grid {_human(op['grid'])}"
+         + (f", eval results {_human(op['eval_results'])}" if op["eval_results"] else "")),
         ("bytes: total", _human(b["total"])),
         ("content hash", info["content_hash"]),
     ]

@@ -36,6 +36,8 @@ MANIFEST_TYPES = {
 }
 # what slc >= 0.2 adds so that verify covers every byte of the folder; 0.1.0 wrote neither
 INTEGRITY_TYPES = {"card": dict, "manifest_sha256": str}
+# optional: what a writer records about the extra files it wrote (grid.png unless told not to draw it)
+OPTIONAL_TYPES = {"grid": dict}
 DATASET_TYPES = {"name": str, "classes": list, "num_classes": int, "channels": int, "resolution": list, "mean": list, "std": list}
 LABEL_TYPES = {
     "kind": str,
@@ -58,9 +60,9 @@ def manifest_sha256(manifest: dict) -> str:
     return hashlib.sha256(fmt.canonical_json({k: v for k, v in manifest.items() if k != "manifest_sha256"})).hexdigest()
 
 
-def card_record(card: bytes) -> dict:
-    """What the manifest records about README.md."""
-    return {"bytes": len(card), "sha256": hashlib.sha256(card).hexdigest()}
+def card_record(data: bytes) -> dict:
+    """What the manifest records about README.md (and grid.png): size and sha256."""
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def decimal_sources(sources: list[str]) -> bool:
@@ -238,9 +240,10 @@ def check_manifest(manifest, where: str = fmt.MANIFEST) -> None:
     c.that(m["bytes"]["shards"] == sum(s["bytes"] for s in m["shards"]), "bytes.shards is not the sum of the shard sizes")
     c.that(m["labels"]["kind"] != "hard" or m["bytes"]["labels"] == 0, "hard labels store no label bytes")
     c.that(bool(fmt.HEX64_RE.match(m["content_hash"])), "content_hash is not 64 lowercase hex digits")
-    if "card" in m:
-        card = m["card"]
-        c.that(isinstance(card, dict) and set(card) == {"bytes", "sha256"}, "card is not {bytes, sha256}")
-        c.that(_is_int(card["bytes"], 1) and isinstance(card["sha256"], str) and bool(fmt.HEX64_RE.match(card["sha256"])), "card holds a bad size or sha256")
+    for key in ("card", "grid"):
+        if key in m:
+            record = m[key]
+            c.that(isinstance(record, dict) and set(record) == {"bytes", "sha256"}, f"{key} is not {{bytes, sha256}}")
+            c.that(_is_int(record["bytes"], 1) and isinstance(record["sha256"], str) and bool(fmt.HEX64_RE.match(record["sha256"])), f"{key} holds a bad size or sha256")
     if "manifest_sha256" in m:
         c.that(isinstance(m["manifest_sha256"], str) and bool(fmt.HEX64_RE.match(m["manifest_sha256"])), "manifest_sha256 is not 64 lowercase hex digits")

@@ -18,6 +18,7 @@ import torch
 from ..errors import VerifyError
 from ..progress import bar
 from . import format as fmt
+from .card import card_without_results
 from .manifest import MANIFEST_TYPES, card_record, check_manifest, decimal_sources, manifest_sha256, parse_manifest
 from .reader import HUB_HINT, image_suffix, read_shard, sample_labels
 
@@ -78,9 +79,9 @@ def verify(path: str | Path, *, allow_links: bool = False) -> VerifyReport:
     notes = _check_integrity(manifest, raw)
     check_manifest(manifest)
     _check_folder(path, manifest, allow_links)
-    card = (path / fmt.CARD).read_bytes()
-    if "card" in manifest and card_record(card) != manifest["card"]:
-        _fail(fmt.CARD, f"{len(card)} bytes with sha256 {card_record(card)['sha256'][:16]}..., the manifest records {manifest['card']['bytes']} bytes, {manifest['card']['sha256'][:16]}... (corrupt or edited)")
+    _check_card(path, manifest)
+    if "grid" in manifest:
+        _check_grid((path / fmt.GRID).read_bytes(), manifest["grid"])
 
     checker = _SampleChecker(manifest)
     with bar(manifest["counts"]["samples"], desc="verify", unit="img") as progress:
@@ -156,11 +157,23 @@ def _regular(root: Path, rel: str, allow_links: bool) -> None:
 
 
 def _check_folder(path: Path, manifest: dict, allow_links: bool) -> None:
-    """The folder holds exactly manifest.json, README.md and the listed shards, each a plain file."""
+    """The folder holds exactly manifest.json, README.md, grid.png when recorded, eval/results.json
+    when the Hub copy has one, and the listed shards, each a plain file."""
+    expected = [fmt.MANIFEST, fmt.CARD, *([fmt.GRID] if "grid" in manifest else []), fmt.DATA_DIR]
     for entry in sorted(path.iterdir()):
-        if entry.name not in (fmt.MANIFEST, fmt.CARD, fmt.DATA_DIR):
-            _fail(entry.name, "is not part of an artifact (a folder holds manifest.json, README.md and data/ only)", "remove it, or rebuild the artifact")
+        if entry.name not in expected and entry.name != fmt.EVAL_DIR:
+            _fail(entry.name, f"is not part of an artifact (a folder holds {', '.join(expected)}/ and, from slc publish --results, {fmt.EVAL_RESULTS} only)", "remove it, or rebuild the artifact")
     _regular(path, fmt.CARD, allow_links)
+    if "grid" in manifest:
+        _regular(path, fmt.GRID, allow_links)
+    evals = path / fmt.EVAL_DIR
+    if evals.exists() or evals.is_symlink():
+        if evals.is_symlink() or not evals.is_dir():
+            _fail(fmt.EVAL_DIR, "is not a folder")
+        for entry in sorted(evals.iterdir()):
+            if f"{fmt.EVAL_DIR}/{entry.name}" != fmt.EVAL_RESULTS:
+                _fail(f"{fmt.EVAL_DIR}/{entry.name}", f"is not part of an artifact ({fmt.EVAL_DIR}/ holds results.json only)", "remove it, or pull the artifact again")
+        _regular(path, fmt.EVAL_RESULTS, allow_links)
     data = path / fmt.DATA_DIR
     if data.is_symlink() or not data.is_dir():
         _fail(fmt.DATA_DIR, "missing or not a folder")
@@ -172,6 +185,34 @@ def _check_folder(path: Path, manifest: dict, allow_links: bool) -> None:
         if rel not in present:
             _fail(rel, "missing")
         _regular(path, rel, allow_links)
+
+
+def _check_card(path: Path, manifest: dict) -> None:
+    """README.md is the card the writer recorded, or (with eval/results.json) that card with the
+    results section that slc publish --results rendered from that file, byte for byte."""
+    card = (path / fmt.CARD).read_bytes()
+    results = path / fmt.EVAL_RESULTS
+    if results.exists():
+        if "card" not in manifest:
+            _fail(fmt.EVAL_RESULTS, "an artifact without a card record (slc 0.1.0) cannot carry published results")
+        card = card_without_results(card, results.read_bytes(), manifest)
+    if "card" in manifest and card_record(card) != manifest["card"]:
+        _fail(fmt.CARD, f"{len(card)} bytes with sha256 {card_record(card)['sha256'][:16]}..., the manifest records {manifest['card']['bytes']} bytes, {manifest['card']['sha256'][:16]}... (corrupt or edited)")
+
+
+def _check_grid(data: bytes, record: dict) -> None:
+    """grid.png matches its manifest record and is a PNG."""
+    from PIL import Image
+
+    if card_record(data) != record:
+        _fail(fmt.GRID, f"{len(data)} bytes with sha256 {card_record(data)['sha256'][:16]}..., the manifest records {record['bytes']} bytes, {record['sha256'][:16]}... (corrupt or edited)")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            found = img.format
+    except Exception:
+        found = None
+    if found != "PNG":
+        _fail(fmt.GRID, "is not a readable PNG image")
 
 
 def _sha256(file: Path) -> str:

@@ -20,11 +20,14 @@ import torch
 from safetensors.torch import save as save_safetensors
 
 from .. import __version__
+from ..data.decode import decode_image
+from ..data.preprocess import Preprocess
 from ..errors import ArtifactError, VerifyError
 from ..progress import bar
 from . import atomic
 from . import format as fmt
 from .card import render_card
+from .grid import GridSource, grid_png, stored_labels
 from .manifest import card_record, check_metadata, decimal_sources, manifest_sha256
 
 ImageInput = torch.Tensor | Sequence["tuple[bytes, str] | torch.Tensor"]
@@ -50,6 +53,7 @@ def write_artifact(
     shard_bytes: int = fmt.DEFAULT_SHARD_BYTES,
     shard_samples: int | None = None,
     force: bool = False,
+    grid: bool = True,
 ) -> Path:
     """Write the artifact folder ``out`` (conventionally ``<name>-<version>``) and return its path.
 
@@ -62,6 +66,8 @@ def write_artifact(
       ``"views": {name: Tensor (N, V, ...)}``, stored per sample as ``view.<name>``.
     label_schema: extra keys recorded in ``manifest.labels`` (temperature, augment, ``fill`` for
       top-k: "uniform" (default) or "renormalize"); keys the tensors determine must agree.
+    grid: draw ``grid.png`` (the first images of the first classes with their labels'
+      top classes, views replayed; :mod:`.grid`) and show it in the card.
     Raises ArtifactError on bad input, on an existing ``out`` (unless ``force``: then the old
     artifact is replaced, and kept if writing fails), or while another process writes ``out``.
     Temp folders that killed writers left beside ``out`` are removed first.
@@ -126,6 +132,10 @@ def write_artifact(
             manifest["shards"] = shards
             manifest["bytes"] = sizes
             manifest["content_hash"] = fmt.content_hash(manifest)
+            if grid:
+                picture = _grid(manifest, images, targets, tensors, views)
+                _write_durably(tmp / fmt.GRID, picture)
+                manifest["grid"] = card_record(picture)
             card = render_card(manifest, exts).encode()
             manifest["card"] = card_record(card)
             manifest["manifest_sha256"] = manifest_sha256(manifest)
@@ -139,6 +149,22 @@ def write_artifact(
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return out
+
+
+def _grid(manifest: dict, images: ImageInput, targets: torch.Tensor, tensors: dict, views: dict) -> bytes:
+    """grid.png from the inputs as they are stored (labels in float16, images decoded as the reader decodes them)."""
+    ds, lab = manifest["dataset"], manifest["labels"]
+    shape, resize = (ds["channels"], *ds["resolution"]), Preprocess.from_info(ds).resize
+
+    def image(i: int) -> torch.Tensor:
+        item = images[i]
+        if isinstance(item, torch.Tensor):
+            return item
+        data, _ = item
+        return decode_image(bytes(data), shape, f"sample {i}", resize)
+
+    source = GridSource(ds["classes"], targets, image, stored_labels(lab["kind"], tensors, ds["num_classes"], lab["fill"]), views or None)
+    return grid_png(source, manifest)
 
 
 def _write_durably(path: Path, data: bytes) -> None:

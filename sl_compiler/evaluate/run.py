@@ -48,7 +48,7 @@ from .metrics import row_metrics
 from .protocol import Protocol
 from .regimes import training_set
 from .tables import write_results
-from .trainer import cell_result, choose_lr, lr_groups, seed_groups, train_groups
+from .trainer import GroupScore, cell_result, choose_lr, lr_groups, seed_groups, train_groups
 
 # loaders that decode files and take the artifact's decode options (resolution, resize, lazy loading)
 DECODING = ("cifar10", "cifar100", "tinyimagenet", "imagenet")
@@ -304,6 +304,8 @@ class _Cell:
     lr: float | None = None
     selection: dict | None = None
     accuracies: list[float] = field(default_factory=list)
+    hits: list[list[int]] = field(default_factory=list)  # per seed, the test images right per class
+    counts: list[int] | None = None  # the test images per class
     wall_s: float = 0.0
 
 
@@ -365,25 +367,27 @@ def _train_cells(ctx: _Context, cells: dict[tuple, _Cell], team: Team) -> None:
     for keys in batches:
         if p.lr is None:
             work = [(key, g) for key in keys for g in lr_groups(p, ctx.batched)]
-            accuracies = _run_groups(ctx, cells, work, "holdout", team, built)
+            scores = _run_groups(ctx, cells, work, "holdout", team, built)
             for key in keys:
-                cells[key].lr, cells[key].selection = choose_lr(p, [a for (k, _), acc in zip(work, accuracies) if k == key for a in acc])
+                cells[key].lr, cells[key].selection = choose_lr(p, [a for (k, _), got in zip(work, scores) if k == key for a in got.accuracy])
         else:
             for key in keys:
                 cells[key].lr = p.lr
         work = [(key, g) for key in keys for g in seed_groups(p, cells[key].lr, ctx.batched)]
-        for (key, _), acc in zip(work, _run_groups(ctx, cells, work, "test", team, built)):
-            cells[key].accuracies.extend(acc)
+        for (key, _), got in zip(work, _run_groups(ctx, cells, work, "test", team, built)):
+            cells[key].accuracies.extend(got.accuracy)
+            cells[key].hits.extend(got.hits)
+            cells[key].counts = got.counts
     built.clear()
 
 
-def _run_groups(ctx: _Context, cells: dict[tuple, _Cell], work: list[tuple], on: str, team: Team, built: dict) -> list[list[float]]:
-    """Accuracies of each ``(cell key, group)`` of ``work`` on the cell's ``on`` set; this rank trains its round-robin share.
+def _run_groups(ctx: _Context, cells: dict[tuple, _Cell], work: list[tuple], on: str, team: Team, built: dict) -> list[GroupScore]:
+    """Scores of each ``(cell key, group)`` of ``work`` on the cell's ``on`` set; this rank trains its round-robin share.
 
     A rank trains its groups cell by cell and scores a cell's groups in one pass over the set.
     """
     mine = team.share(list(range(len(work))))
-    done: dict[int, list[float]] = {}
+    done: dict[int, GroupScore] = {}
     times: dict[tuple, float] = {}
     for key in dict.fromkeys(work[i][0] for i in mine):
         start = time.perf_counter()
@@ -414,7 +418,7 @@ def _row(ctx: _Context, plan: _Plan, cells: dict[tuple, _Cell]) -> dict:
     baseline_info = {}
     for name, key in plan.cell_keys.items():
         cell = cells[key]
-        table[name] = cell_result(p, cell.lr, cell.selection, cell.accuracies, cell.wall_s)
+        table[name] = cell_result(p, cell.lr, cell.selection, cell.accuracies, cell.wall_s, cell.hits, cell.counts)
         if cell.info is not None:
             baseline_info[name] = cell.info
     return {
@@ -425,6 +429,7 @@ def _row(ctx: _Context, plan: _Plan, cells: dict[tuple, _Cell]) -> dict:
         "dataset": dataset_key(art.manifest["dataset"]["name"]),
         "test_set": {"size": len(test_set), "fingerprint": plan.test.fingerprint(), "preprocess": preprocess(art), "resident": test_set.resident, "skipped": [list(s) for s in test_set.skipped]},
         "ipc": art.ipc,
+        "classes": list(art.classes),  # names for per_class (slc report)
         "samples": len(art),
         "method": _method(art),
         "labels": {k: art.manifest["labels"].get(k) for k in ("kind", "views", "k", "temperature")},

@@ -35,7 +35,7 @@ class StudentGroup:
 
     def __init__(self, model: str, num_classes: int, shape: tuple[int, int, int], seeds: list[int], device: torch.device, compile: bool = False):
         modules = [init_student(model, num_classes, shape, s) for s in seeds]
-        self.size, self.device = len(modules), device
+        self.size, self.device, self.num_classes = len(modules), device, num_classes
         params, buffers = stack_module_state(modules)
         self.params = {n: p.detach().to(device).requires_grad_() for n, p in params.items()}
         self.buffers = {n: b.to(device) for n, b in buffers.items()}
@@ -70,10 +70,11 @@ class StudentGroup:
 
     @torch.no_grad()
     def hits(self, x: torch.Tensor, y: torch.Tensor, chunk: int) -> torch.Tensor:
-        """Correct predictions per student (K,) on one normalised batch shared by all, ``chunk`` images per forward."""
-        hits = torch.zeros(self.size, dtype=torch.long, device=self.device)
+        """Correct predictions per student and true class (K, classes) on one normalised batch shared by all, ``chunk`` images per forward."""
+        hits = torch.zeros(self.size, self.num_classes, dtype=torch.long, device=self.device)
         for i in range(0, len(x), chunk):
-            hits += (self.forward(x[i : i + chunk], shared=True).argmax(-1) == y[i : i + chunk]).sum(-1)
+            right = self.forward(x[i : i + chunk], shared=True).argmax(-1) == y[i : i + chunk]  # (K, b)
+            hits.index_add_(1, y[i : i + chunk], right.long())
         return hits
 
     def state_dicts(self) -> list[dict[str, torch.Tensor]]:
@@ -82,21 +83,33 @@ class StudentGroup:
 
 
 @torch.no_grad()
-def score(groups: list[StudentGroup], data, batch_size: int) -> list[float]:
-    """Accuracy of every student of ``groups`` (in order) on an :class:`~.data.EvalSet`, in one pass over it.
+def class_hits(groups: list[StudentGroup], data, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Correct predictions of every student of ``groups`` (in order) per true class (K, classes),
+    and the images per class (classes,), on an :class:`~.data.EvalSet` in one pass over it (CPU tensors).
 
     Each batch is decoded (or sliced) once and run through every group, so a file-backed test
     split is read once per cell however many students were trained one at a time.
     """
-    device = groups[0].device
+    device, classes = groups[0].device, groups[0].num_classes
     for g in groups:
         g.train(False)
-    hits = [torch.zeros(g.size, dtype=torch.long, device=device) for g in groups]
-    seen = 0
+    hits = [torch.zeros(g.size, classes, dtype=torch.long, device=device) for g in groups]
+    counts = torch.zeros(classes, dtype=torch.long, device=device)
     for x, y in data.batches(batch_size, device):
         for g, h in zip(groups, hits):
             h += g.hits(x, y, max(1, batch_size // g.size))
-        seen += len(y)
+        counts.index_add_(0, y, torch.ones_like(y))  # no host sync (bincount sizes its output on the host)
     for g in groups:
         g.train(True)
-    return (torch.cat(hits).double() / max(seen, 1)).tolist()
+    return torch.cat(hits).cpu(), counts.cpu()
+
+
+def score(groups: list[StudentGroup], data, batch_size: int) -> list[float]:
+    """Accuracy of every student of ``groups`` (in order) on an :class:`~.data.EvalSet`, in one pass over it."""
+    hits, counts = class_hits(groups, data, batch_size)
+    return accuracy(hits, counts)
+
+
+def accuracy(hits: torch.Tensor, counts: torch.Tensor) -> list[float]:
+    """Each student's accuracy from its per-class hits (K, classes) and the images per class."""
+    return (hits.sum(1).double() / max(int(counts.sum()), 1)).tolist()

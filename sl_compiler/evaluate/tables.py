@@ -98,27 +98,157 @@ def write_results(result: dict, out: str | Path) -> tuple[Path, Path]:
     return json_path, csv_path
 
 
+RESULT_KIND = "slc-evaluate/1"
+FIX = f"pass the .json files that slc evaluate wrote (kind {RESULT_KIND})"
+
+
+def per_class_cell(correct, counts) -> dict:
+    """Per-class test accuracy of one cell from ``correct[k][c]`` (test images of class c that
+    student k got right) and ``counts[c]`` (test images of class c).
+
+    Returns the counts, and per class the mean over seeds of the accuracy (a fraction) and its
+    population std, like the cell's: None for one seed, and both None for a class the test set
+    lacks.
+    """
+    import torch
+
+    correct = torch.as_tensor(correct, dtype=torch.float64)
+    counts = torch.as_tensor(counts, dtype=torch.float64)
+    acc = correct / counts.clamp_min(1)  # (K, C)
+    present = (counts > 0).tolist()
+    mean = acc.mean(0).tolist()
+    std = acc.std(0, unbiased=False).tolist() if len(acc) > 1 else [None] * len(mean)
+    return {
+        "count": [int(c) for c in counts.tolist()],
+        "correct": [[int(x) for x in row] for row in correct.tolist()],
+        "mean": [m if ok else None for m, ok in zip(mean, present)],
+        "std": [s if ok else None for s, ok in zip(std, present)],
+    }
+
+
+class Fields:
+    """Type checks on a parsed result whose failures name the file and the field (``artifacts[0].cells.sl.mean``)."""
+
+    def __init__(self, where: str, kind: str = RESULT_KIND, fix: str = FIX):
+        self.where, self.kind, self.fix = where, kind, fix
+
+    def fail(self, field: str, problem: str):
+        raise EvaluateError(f"{self.where}: field `{field}` {problem}", self.fix)
+
+    def get(self, obj: dict, field: str, key: str, kind: str, optional: bool = False):
+        path = f"{field}.{key}" if field else key
+        if key not in obj:
+            if optional:
+                return None
+            self.fail(path, f"is missing (an {self.kind} result has it)")
+        value = obj[key]
+        if not is_a(value, kind):
+            self.fail(path, f"is {type(value).__name__} {short(value)}, not {kind}")
+        return value
+
+
+def is_a(value, kind: str) -> bool:
+    """Whether ``value`` is of ``kind`` ("a string", "an integer or null", ...): JSON types, booleans are not numbers."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return {
+        "a string": isinstance(value, str),
+        "an integer": isinstance(value, int) and not isinstance(value, bool),
+        "an integer or null": value is None or (isinstance(value, int) and not isinstance(value, bool)),
+        "a number": number,
+        "a number or null": value is None or number,
+        "an object": isinstance(value, dict),
+        "a list": isinstance(value, list),
+    }[kind]
+
+
+def short(value) -> str:
+    """A value as JSON, cut to 40 characters, for an error message."""
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_result(data, where: str) -> dict:
+    """``data`` if it is an ``slc evaluate`` result this slc reads (everything tables, reports and
+    cards use), else an EvaluateError naming the file and the first bad field."""
+    f = Fields(where)
+    if not isinstance(data, dict):
+        raise EvaluateError(f"{where} is not an slc evaluate result: it holds a JSON {type(data).__name__}, not an object", FIX)
+    kind = data.get("kind")
+    if kind != RESULT_KIND:
+        if isinstance(kind, str) and kind.startswith("slc-evaluate/"):
+            version = data.get("slc_version", "another version")
+            raise EvaluateError(f"{where}: field `kind` is {kind!r}, written by slc {version}; this slc reads {RESULT_KIND}", f"report it with slc {version}, or evaluate again with this one")
+        raise EvaluateError(f"{where} is not an slc evaluate result: field `kind` is {short(kind) if 'kind' in data else 'missing'}, not {RESULT_KIND!r}", FIX)
+    for key, kind_ in (("slc_version", "a string"), ("device", "a string"), ("wall_s", "a number"), ("protocol", "an object"), ("artifacts", "a list")):
+        f.get(data, "", key, kind_)
+    p = data["protocol"]
+    for key, kind_ in (("name", "a string"), ("model", "a string"), ("epochs", "an integer"), ("batch_size", "an integer"), ("optimizer", "a string"),
+                       ("augment", "a string"), ("loss", "a string"), ("seeds", "a list"), ("regimes", "a list"), ("baselines", "a list")):
+        f.get(p, "protocol", key, kind_)
+    f.get(p, "protocol", "lr", "a number or null", optional=True)
+    if not data["artifacts"]:
+        f.fail("artifacts", "is empty: the run evaluated no artifact")
+    for i, a in enumerate(data["artifacts"]):
+        row = f"artifacts[{i}]"
+        if not isinstance(a, dict):
+            f.fail(row, "is not an object")
+        for key, kind_ in (("name", "a string"), ("version", "a string"), ("content_hash", "a string"), ("dataset", "a string"),
+                           ("method", "a string"), ("cells", "an object"), ("metrics", "an object")):
+            f.get(a, row, key, kind_)
+        f.get(a, row, "ipc", "an integer or null")
+        f.get(a, row, "skipped", "an object", optional=True)
+        for name, cell in a["cells"].items():
+            _check_cell(f, cell, f"{row}.cells.{name}")
+    return data
+
+
+def _check_cell(f: Fields, cell, field: str) -> None:
+    if not isinstance(cell, dict):
+        f.fail(field, "is not an object")
+    seeds = f.get(cell, field, "seeds", "a list")
+    acc = f.get(cell, field, "accuracy", "a list")
+    for key, kind in (("mean", "a number"), ("std", "a number or null"), ("lr", "a number")):
+        f.get(cell, field, key, kind)
+    if not seeds or len(acc) != len(seeds) or not all(is_a(s, "an integer") for s in seeds) or not all(is_a(x, "a number") for x in acc):
+        f.fail(f"{field}.accuracy", f"is not one number per seed ({len(acc)} values, {len(seeds)} seeds)")
+    per_class = f.get(cell, field, "per_class", "an object", optional=True)
+    if per_class is not None:
+        where = f"{field}.per_class"
+        counts = f.get(per_class, where, "count", "a list")
+        rows = f.get(per_class, where, "correct", "a list")
+        mean, std = f.get(per_class, where, "mean", "a list"), f.get(per_class, where, "std", "a list")
+        c = len(counts)
+        if not all(is_a(x, "an integer") for x in counts) or len(rows) != len(seeds) or any(not isinstance(r, list) or len(r) != c for r in rows) or len(mean) != c or len(std) != c:
+            f.fail(where, f"is not {c} classes of counts, {len(seeds)} rows of correct answers, means and stds")
+
+
 def load_results(paths: list[str | Path]) -> list[dict]:
-    results = []
-    for p in paths:
-        try:
-            data = json.loads(Path(p).read_text())
-        except FileNotFoundError:
-            raise EvaluateError(f"results file {p} does not exist", "pass the .json files that slc evaluate wrote") from None
-        except json.JSONDecodeError as exc:
-            raise EvaluateError(f"results file {p} is not JSON ({exc})", "pass the .json files that slc evaluate wrote") from None
-        if not isinstance(data, dict) or "artifacts" not in data or "protocol" not in data:
-            raise EvaluateError(f"{p} is not an slc evaluate result", "pass the .json files that slc evaluate wrote")
-        results.append(data)
-    return results
+    """The ``slc evaluate`` results in ``paths``, each checked (:func:`check_result`); none at all is refused."""
+    if not paths:
+        raise EvaluateError("no results given", FIX)
+    return [check_result(read_json(p), str(p)) for p in paths]
+
+
+def read_json(path: str | Path):
+    """A results file's JSON, or an EvaluateError that names the file."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EvaluateError(f"results file {path} does not exist", FIX) from None
+    except IsADirectoryError:
+        raise EvaluateError(f"results file {path} is a folder", FIX) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EvaluateError(f"results file {path} is not JSON ({exc})", FIX) from None
 
 
 def report(results: list[dict]) -> dict:
     """Merge runs into per-dataset grids: rows IPC, columns methods (``method (regime)`` and baselines).
 
     A later file's cell replaces an earlier one for the same (dataset, ipc, column); each grid
-    lists the protocols it draws on, so mixed protocols are visible.
+    lists the protocols it draws on, so mixed protocols are visible. No results is an error.
     """
+    if not results:
+        raise EvaluateError("no results to report", FIX)
     grids: dict[str, dict] = {}
     for res in results:
         p = res["protocol"]

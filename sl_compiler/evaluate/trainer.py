@@ -14,6 +14,7 @@ audits this).
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 
@@ -24,9 +25,10 @@ from .data import EvalSet
 from .optim import StackedOptimizer, schedule_factor
 from .protocol import Protocol
 from .regimes import TrainingSet
-from .students import StudentGroup, score
+from .students import StudentGroup, accuracy, class_hits, score
+from .tables import per_class_cell
 
-__all__ = ["EvalSet", "StudentTrainer", "cell_result", "choose_lr", "lr_groups", "make_augment", "seed_groups", "train_group", "train_groups"]
+__all__ = ["EvalSet", "GroupScore", "StudentTrainer", "cell_result", "choose_lr", "lr_groups", "make_augment", "seed_groups", "train_group", "train_groups"]
 
 
 def make_augment(protocol: Protocol) -> Augment:
@@ -117,17 +119,28 @@ def seed_groups(protocol: Protocol, lr: float, batched: bool) -> list[tuple[list
     return [(seeds, [lr] * len(seeds))] if batched else [([s], [lr]) for s in seeds]
 
 
-def train_groups(data: TrainingSet, protocol: Protocol, groups: list[tuple[list[int], list[float]]], device: torch.device, evalset: EvalSet, desc: str = "students", compile: bool = False) -> list[list[float]]:
+class GroupScore(NamedTuple):
+    """One group's result on an eval set: each student's accuracy, its correct answers per true class, and the images per class."""
+
+    accuracy: list[float]
+    hits: list[list[int]]
+    counts: list[int]
+
+
+def train_groups(data: TrainingSet, protocol: Protocol, groups: list[tuple[list[int], list[float]]], device: torch.device, evalset: EvalSet, desc: str = "students", compile: bool = False) -> list[GroupScore]:
     """Train ``groups`` (seeds, lrs) one after another and score them together on ``evalset``: one pass over it.
 
     A student's accuracy depends only on its own group, so any split of a cell's groups (over the
     ranks of a distributed run) gives the same numbers.
     """
     trained = [StudentTrainer(data, protocol, seeds, lrs, device, compile).run(desc) for seeds, lrs in groups]
-    flat = score(trained, evalset, protocol.eval_batch_size) if trained else []
+    if not trained:
+        return []
+    hits, counts = class_hits(trained, evalset, protocol.eval_batch_size)
+    flat, rows, counts = accuracy(hits, counts), hits.tolist(), counts.tolist()
     out, at = [], 0
     for g in trained:
-        out.append(flat[at : at + g.size])
+        out.append(GroupScore(flat[at : at + g.size], rows[at : at + g.size], counts))
         at += g.size
     return out
 
@@ -142,10 +155,11 @@ def choose_lr(protocol: Protocol, accuracies: list[float]) -> tuple[float, dict[
     return grid[best], {repr(lr): a for lr, a in zip(grid, accuracies)}
 
 
-def cell_result(protocol: Protocol, lr: float, selection: dict | None, accuracies: list[float], wall_s: float) -> dict:
+def cell_result(protocol: Protocol, lr: float, selection: dict | None, accuracies: list[float], wall_s: float, hits: list[list[int]] | None = None, counts: list[int] | None = None) -> dict:
     """One cell of a table: the seeds, per-seed final-epoch test accuracies (fractions), their mean and
     (population) std (None for one seed: a spread of one run is not measured), the lr used, the
-    selection record and the wall time."""
+    selection record, the per-class accuracy from each seed's ``hits`` per class and the test
+    ``counts`` (:func:`~.tables.per_class_cell`, when given) and the wall time."""
     t = torch.tensor(accuracies, dtype=torch.float64)
     return {
         "seeds": list(protocol.seeds),
@@ -154,5 +168,6 @@ def cell_result(protocol: Protocol, lr: float, selection: dict | None, accuracie
         "std": float(t.std(unbiased=False)) if len(accuracies) > 1 else None,
         "lr": lr,
         "lr_selection": selection,
+        **({"per_class": per_class_cell(hits, counts)} if counts is not None else {}),
         "wall_s": round(wall_s, 3),
     }
