@@ -140,6 +140,7 @@ class SweepResult:
     def to_json(self) -> dict:
         best = self.best()
         return {
+            "kind": "slc-sweep/1",
             "spec": _spec_json(self.spec),
             "protocol": {**self.protocol, "hash": self.protocol_hash},
             "cells": [c.summary() for c in sorted(self.cells, key=lambda c: (c.ipc, c.epoch))],

@@ -121,6 +121,7 @@ def test_sweep_reports_caches_and_extends(store, tmp_path, evaluations):
         assert (out / name).stat().st_size > 0
     assert (out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = json.loads((out / "sweep.json").read_text())
+    assert data["kind"] == "slc-sweep/1"  # what slc report reads it by
     assert [(c["ipc"], c["epoch"]) for c in data["cells"]] == [(1, 0.0), (1, 1.0)]
     assert all(len(c["accuracies"]) == 1 and 0 <= c["mean"] <= 100 for c in data["cells"])
     assert data["protocol"]["epochs"] == 2 and data["protocol"]["regimes"] == ["sl"] and data["protocol"]["baselines"] == []

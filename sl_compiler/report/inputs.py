@@ -3,8 +3,8 @@
 A file's ``kind`` says what it is:
 
 - ``slc-evaluate/1``: ``slc evaluate --out`` (:func:`sl_compiler.evaluate.tables.check_result`);
-- ``slc-sweep/1``: ``slc sweep``'s ``sweep.json``, which carries no ``kind`` yet and is known by
-  its keys (``spec``, ``protocol``, ``cells``, ``best``, ``pareto``);
+- ``slc-sweep/1``: ``slc sweep``'s ``sweep.json`` (slc 0.1.0's carried no ``kind`` and is known by
+  its keys: ``spec``, ``protocol``, ``cells``, ``best``, ``pareto``);
 - ``slc-analysis/1``: an analysis (scaling law, entropy, ...) as figures, tables and heat maps
   (:data:`ANALYSIS_SHAPE`), so that a new analysis renders without new report code.
 
