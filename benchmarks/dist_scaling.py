@@ -1,13 +1,16 @@
 """CE scoring and labelling on N ranks of torchrun (1 thread each) against one process with N threads, in one run.
 
-    .venv/bin/python benchmarks/dist_scaling.py            # 20 classes x 100 fake ImageNet JPEGs of 300-500 px
+    .venv/bin/python benchmarks/dist_scaling.py            # 20 classes x 100 fake ImageNet JPEGs of 800-1200 px
     .venv/bin/python benchmarks/dist_scaling.py --quick    # 10 classes x 32 (under a minute on 2 cores)
     .venv/bin/python benchmarks/dist_scaling.py --ranks 8 --classes 100 --per-class 100
 
 What torchrun shares out in ``slc compile`` is timed through the same library calls, on a lazy
-fake ImageNet (``sl_compiler.data.fake``, layout imagefolder: JPEGs of 300-500 px decoded with
+fake ImageNet (``sl_compiler.data.fake``, layout imagefolder: JPEGs of 800-1200 px decoded with
 Resize(36) + CenterCrop(32), so that decoding the large source images dominates) with one
-random-init ConvNet-D3 teacher:
+random-init ConvNet-D3 teacher. Why so large: on a GPU the teacher costs next to nothing and
+decoding ImageNet's JPEGs is the work that ranks share; on this CPU ConvNet-D3's forward of one
+image (1.8 ms on one thread) costs as much as decoding a 400 px JPEG (1.7 ms), while a 1000 px one
+takes 11 ms. ``--sides`` sets the range.
 
 - ``score``: ``select.ce_scores`` of every training image (cross-entropy scoring, its chunks
   dealt to the ranks). slc's chunks are 4,096 images (ImageNet has 313); this set is far
@@ -110,6 +113,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--ranks", type=int, default=2, help="ranks, and the threads of the one-process run (default 2: this machine's cores)")
     ap.add_argument("--classes", type=int, default=None, help="fake ImageNet classes (default 20; quick 10)")
     ap.add_argument("--per-class", type=int, default=None, help="training images per class (default 100; quick 32)")
+    ap.add_argument("--sides", type=int, nargs=2, default=(800, 1200), metavar=("MIN", "MAX"), help="range of the JPEGs' sides in px (default 800 1200: decoding dominates)")
     ap.add_argument("--ipc", type=int, default=None, help="images per class labelled (default 50; quick 16)")
     ap.add_argument("--chunk", type=int, default=None, help="images per score chunk (default: 8 chunks per rank)")
     ap.add_argument("--label-batch", type=int, default=None, help="label rows per batch (default: 8 batches per rank)")
@@ -137,7 +141,7 @@ def main(argv=None) -> dict:
     from sl_compiler.experts import ExpertStore
     from sl_compiler.models import create_model
 
-    spec = FakeSpec(classes=classes, per_class=per_class, val_per_class=1, min_size=300, max_size=500, seed=0)
+    spec = FakeSpec(classes=classes, per_class=per_class, val_per_class=1, min_size=args.sides[0], max_size=args.sides[1], seed=0)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data = Path(args.data) if args.data else tmp / "fake-imagenet"
@@ -164,7 +168,7 @@ def main(argv=None) -> dict:
         "command": "benchmarks/dist_scaling.py" + (" --quick" if args.quick else "") + (f" --ranks {n}" if n != 2 else ""),
         "settings": {
             "ranks": n, "classes": classes, "per_class": per_class, "images_scored": counts["score"], "ipc": args.ipc, "images_labelled": counts["label"],
-            "sources": "fake ImageNet JPEGs, 300-500 px per side", "decode": f"Resize({RESIZE}) + CenterCrop({CROP}), bilinear", "teacher": "convnet_d3, random init, float32",
+            "sources": f"fake ImageNet JPEGs, {args.sides[0]}-{args.sides[1]} px per side", "decode": f"Resize({RESIZE}) + CenterCrop({CROP}), bilinear", "teacher": "convnet_d3, random init, float32",
             "score_chunk": args.chunk, "score_batch": min(256, args.chunk), "label_batch": args.label_batch, "repeats": repeats, "workers": "0 (decoding in each rank) for one and ranks; one_workers: N - 1",
             "configurations": {"one": f"1 process, {n} threads", "ranks": f"torchrun --nproc-per-node {n}, 1 thread each, gloo", "one_workers": f"1 process, 1 thread, {n - 1} decode worker(s)"},
         },  # fmt: skip
@@ -182,7 +186,7 @@ def main(argv=None) -> dict:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    print(f"| {counts['score']} fake ImageNet JPEGs (300-500 px -> {CROP} px), ConvNet-D3 | scoring img/s | labelling img/s ({counts['label']} images) |\n|---|---:|---:|")
+    print(f"| {counts['score']} fake ImageNet JPEGs ({args.sides[0]}-{args.sides[1]} px -> {CROP} px), ConvNet-D3 | scoring img/s | labelling img/s ({counts['label']} images) |\n|---|---:|---:|")
     for name, label in (("one", f"1 process, {n} threads"), ("ranks", f"{n} ranks, 1 thread each"), ("one_workers", f"1 process, {n - 1} decode worker(s)")):
         print(f"| {label} | {result['img_per_s'][name]['score']} | {result['img_per_s'][name]['label']} |")
     print(f"| ratio ranks / one process | {ratio['score']:.3f} | {ratio['label']:.3f} |  (target >= 1.6 for 2 ranks)")

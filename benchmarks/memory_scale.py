@@ -53,7 +53,7 @@ def stage_commands(root: Path, work: Path, *, steps_epochs: float, args) -> dict
         "experts add": ["experts", "add", str(work / "init.safetensors"), *data, "--model", "resnet18", "--epoch", "0", "--seed", "1", "--experts", added, "--batch-size", str(args.batch), *common],
         "compile random": ["compile", *data, *views, "--select", "random", "--out", str(work / "random"), *common],
         "compile ce-quantile": ["compile", *data, *views, "--select", "ce-quantile", "--quantile", "0", "--out", str(work / "ce"), *common],
-        "evaluate": ["evaluate", str(work / "random"), *data, "--experts", added, "--epochs", "1", "--seeds", "0", "--baselines", "none", "--batch-size", str(args.batch), *common],
+        "evaluate": ["evaluate", str(work / "random"), *data, "--experts", added, "--protocol", str(work / "protocol.toml"), *common],
     }
 
 
@@ -73,8 +73,11 @@ def main(argv=None) -> dict:
     if args.quick:
         args.classes, args.sides = 20, (150, 300)
     command = " ".join(["python benchmarks/memory_scale.py", *(sys.argv[1:] if argv is None else argv)])
+    import tomli_w
     import torch
     from safetensors.torch import save_file
+
+    from sl_compiler.tomlfile import read_toml
 
     from sl_compiler.data.fake import FakeSpec, write_fake
     from sl_compiler.models import create_model
@@ -88,6 +91,9 @@ def main(argv=None) -> dict:
             root = write_fake(work / "imagenet", "imagefolder", spec)
             torch.manual_seed(0)
             save_file(create_model("resnet18", args.classes, 3, 224).state_dict(), str(work / "init.safetensors"))
+            # the imagenet protocol, one short student, tested in batches of --batch (its default 256 would hold more activations for the larger val split)
+            protocol = {**read_toml(ROOT / "recipes" / "eval" / "imagenet.toml", "protocol", ""), "epochs": 1, "seeds": [0], "baselines": [], "batch_size": args.batch, "eval_batch_size": args.batch}
+            (work / "protocol.toml").write_text(tomli_w.dumps(protocol))
             sizes[label] = {"train": spec.classes * spec.per_class, "val": spec.classes * spec.val_per_class}
             env = {**os.environ, "PYTHONPATH": str(ROOT), "SLC_PROGRESS": "0", "SLC_IN_MEMORY_GIB": "0", "SLC_CACHE": str(work / "cache"), "XDG_CONFIG_HOME": str(work / "config")}
             for stage, cli in stage_commands(root, work, steps_epochs=args.steps_epochs / factor, args=args).items():

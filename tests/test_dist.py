@@ -405,7 +405,7 @@ def test_the_scaling_benchmark_runs_every_configuration_and_writes_its_ratios(tm
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = tmp_path / "r.json"
-    result = bench.main(["--quick", "--classes", "2", "--per-class", "6", "--ipc", "3", "--data", str(tmp_path / "fake"), "--out", str(out)])
+    result = bench.main(["--quick", "--classes", "2", "--per-class", "6", "--ipc", "3", "--sides", "64", "96", "--data", str(tmp_path / "fake"), "--out", str(out)])
     assert json.loads(out.read_text()) == result
     assert result["settings"]["images_scored"] == 12 and result["settings"]["images_labelled"] == 6
     assert result["settings"]["score_chunk"] == 1 and result["settings"]["label_batch"] == 1  # 8 pieces per rank

@@ -118,15 +118,32 @@ class RandomResizedCrop:
     name: Callable[[int], str] = _index_name  # names a file in errors (ImageSet.source_id)
 
     def __call__(self, data: bytes, index: int) -> torch.Tensor:
+        (out,) = self.decode_many([data], [index])
+        if isinstance(out, DataError):
+            raise out
+        return out
+
+    def decode_many(self, blobs: list[bytes], indices: list[int]) -> list:
+        """The crops of a batch: its boxes drawn in one call (per image they cost as much as decoding a
+        small JPEG); a corrupt file gives its DataError in its place."""
         from PIL import Image
 
-        img = open_image(data, self.channels, self.name(index))
-        u = uniforms(self.seed, self.epoch, [index])
-        top, left, h, w = crop_boxes(u, [img.height], [img.width], self.scale, self.ratio)[0].tolist()
-        out = img.crop((left, top, left + w, top + h)).resize((self.size, self.size), Image.BILINEAR)
-        if self.flip and bool(flips(u)[0]):
-            out = out.transpose(Image.FLIP_LEFT_RIGHT)
-        return to_tensor(out)
+        images = []
+        for data, index in zip(blobs, indices):
+            try:
+                images.append(open_image(data, self.channels, self.name(index)))
+            except DataError as exc:
+                images.append(exc)
+        ok = [k for k, img in enumerate(images) if not isinstance(img, DataError)]
+        if ok:
+            u = uniforms(self.seed, self.epoch, [indices[k] for k in ok])
+            boxes = crop_boxes(u, [images[k].height for k in ok], [images[k].width for k in ok], self.scale, self.ratio).tolist()
+            for k, (top, left, h, w), mirror in zip(ok, boxes, flips(u).tolist()):
+                out = images[k].crop((left, top, left + w, top + h)).resize((self.size, self.size), Image.BILINEAR)
+                if self.flip and mirror:
+                    out = out.transpose(Image.FLIP_LEFT_RIGHT)
+                images[k] = to_tensor(out)
+        return images
 
 
 @dataclass(frozen=True)

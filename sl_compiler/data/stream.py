@@ -16,6 +16,11 @@ hold-out passes of an evaluation) reads it through :func:`stream`; nothing else 
   ``skip_bad=True`` an undecodable image is dropped from its batch instead and recorded in
   :attr:`Stream.skipped`.
 
+Between two batches of files the consumer's freed heap pages go back to the OS
+(:func:`release_heap`): glibc otherwise keeps the high-water mark of a fragmented heap, and peak
+memory drifted up by 100-200 MB over a few hundred ResNet batches, so it grew with the number of
+images streamed instead of staying flat.
+
 ``decode`` (optional) replaces the default per-image decoding (resize and centre crop to the
 split's shape) with ``decode(data: bytes, index: int) -> uint8 (C, H, W)``: how expert training
 applies a random resized crop to the original image, seeded per (seed, epoch, index).
@@ -23,6 +28,8 @@ applies a random resized crop to the original image, seeded per (seed, epoch, in
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
@@ -93,25 +100,63 @@ class _Decoder(torch.utils.data.Dataset):
         if bad:
             keep = torch.tensor([i not in bad for i in batch])
             idx, pixels = idx[keep], pixels[keep]
+        release_heap()  # a worker's decode buffers, as the consumer's below
         return idx, pixels, images.targets[idx], failures
 
 
 def _decode_each(images: ImageSet, batch: list[int], decode: Decode, skip_bad: bool):
-    out, bad = None, {}
-    for j, i in enumerate(batch):
+    """Each file of ``batch`` through ``decode``; a decoder with ``decode_many(blobs, indices)``
+    (a list of uint8 tensors or DataErrors) takes the whole batch at once, sharing per-batch work."""
+    blobs: dict[int, bytes] = {}
+    bad: dict[int, tuple[str, str | None]] = {}
+
+    def failed(i: int, exc: DataError) -> None:
+        if not skip_bad:
+            raise exc
+        bad[i] = (exc.problem, exc.fix)
+
+    for i in batch:
         try:
-            img = decode(images.sources.read(i), i)
+            blobs[i] = images.sources.read(i)
         except DataError as exc:
-            if not skip_bad:
-                raise
-            bad[i] = (exc.problem, exc.fix)
+            failed(i, exc)
+    order = [i for i in batch if i in blobs]
+    many = getattr(decode, "decode_many", None)
+    decoded = many([blobs[i] for i in order], order) if many is not None else [_one(decode, blobs[i], i) for i in order]
+    out, row = None, {i: j for j, i in enumerate(batch)}
+    for i, img in zip(order, decoded):
+        if isinstance(img, DataError):
+            failed(i, img)
             continue
         if out is None:
             out = torch.zeros((len(batch), *img.shape), dtype=torch.uint8)
-        out[j] = img
+        out[row[i]] = img
     if out is None:
         out = torch.zeros((len(batch), *images.shape), dtype=torch.uint8)
     return out, bad
+
+
+def _one(decode: Decode, data: bytes, index: int):
+    try:
+        return decode(data, index)
+    except DataError as exc:
+        return exc
+
+
+@functools.cache
+def _malloc_trim():
+    """glibc's ``malloc_trim``, or None where the C library has none (macOS, musl)."""
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def release_heap() -> None:
+    """Return the heap's free pages to the OS (``malloc_trim(0)``, well under a millisecond); a no-op without glibc."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _worker_init(_):
@@ -168,6 +213,7 @@ class Stream:
                 self.skipped.append((failure.index, images.source_id(failure.index), failure.problem))
             if len(idx):
                 yield Batch(idx, pixels, targets)
+            release_heap()
 
 
 def stream(
