@@ -103,7 +103,7 @@ def test_ce_scores_are_cross_entropy_and_cached(store, tmp_path, monkeypatch):
 
     path.write_bytes(b"not safetensors")  # a damaged cache entry is recomputed
     monkeypatch.setattr(ce_quantile, "run_teachers", run_teachers)
-    assert torch.equal(ce_scores(teachers, data, device="cpu").values, scores.values)
+    assert torch.equal(ce_scores(teachers, data, device="cpu", batch_size=7).values, scores.values)
 
 
 @pytest.fixture
@@ -115,13 +115,22 @@ def lazy_set(tmp_path, monkeypatch):
 
 
 def test_scores_do_not_depend_on_batch_size_workers_or_chunking(lazy_set, monkeypatch):
+    """The same batches give the same bits whatever the workers; other batchings agree to float32 rounding.
+
+    A CPU's convolution kernels may sum in another order for another batch size (oneDNN picks its
+    blocking by shape), so across batchings only a tolerance holds: a few float32 ulps of logits of
+    order 10, carried through log-softmax.
+    """
     data, teachers = lazy_set
-    runs = []
-    for batch_size, workers, chunk in ((3, 0, 4096), (7, 2, 4), (15, 0, 5)):
-        monkeypatch.setenv("SLC_CACHE", str(Path(os.environ["SLC_CACHE"]).parent / f"cache-{batch_size}"))
-        runs.append(ce_scores(teachers, data, device="cpu", batch_size=batch_size, workers=workers, chunk=chunk).values)
-    assert all(r.numpy().tobytes() == runs[0].numpy().tobytes() for r in runs)
-    assert bool(torch.isfinite(runs[0]).all())
+    runs = {}
+    for batch_size, workers, chunk in ((5, 0, 4096), (5, 2, 4096), (3, 0, 4096), (7, 2, 4), (15, 0, 5)):
+        monkeypatch.setenv("SLC_CACHE", str(Path(os.environ["SLC_CACHE"]).parent / f"cache-{batch_size}-{workers}-{chunk}"))
+        runs[batch_size, workers, chunk] = ce_scores(teachers, data, device="cpu", batch_size=batch_size, workers=workers, chunk=chunk).values
+    reference = runs[5, 0, 4096]
+    assert runs[5, 2, 4096].numpy().tobytes() == reference.numpy().tobytes()
+    for values in runs.values():
+        torch.testing.assert_close(values, reference, rtol=1e-5, atol=1e-5)
+    assert bool(torch.isfinite(reference).all())
 
 
 class Dying(Ensemble):
@@ -151,7 +160,7 @@ def test_a_killed_scoring_run_resumes_from_its_finished_chunks(lazy_set):
     assert resumed.images == 10  # only the two unfinished chunks were scored again
     assert path.is_file() and not parts_dir(path).exists()
     path.unlink()
-    whole = ce_scores(teachers, data, device="cpu", batch_size=3, workers=0)
+    whole = ce_scores(teachers, data, device="cpu", batch_size=3, workers=0, chunk=5)  # the same batches: the same bits
     assert scores.values.numpy().tobytes() == whole.values.numpy().tobytes()
 
 
