@@ -8,7 +8,7 @@
    0.9, weight decay 5e-4) on 10 classes x IPC 50 of synthetic 32 px uint8 images resident on the
    device. ``bare`` is benchmarks/_bare.py's loop, written without slc (its own ConvNet, DSA and
    torch.optim.SGD; bf16 and channels_last on CUDA, like slc); ``slc`` is
-   ``sl_compiler.evaluate.trainer.train_group``, the call ``slc evaluate`` makes. They alternate
+   ``sl_compiler.evaluate.trainer.train_group`` (the ``StudentTrainer`` loop ``slc evaluate`` runs per group). They alternate
    ``--repeats`` times in one process; the best of each counts. ratio = slc img/s / bare img/s
    (target >= 0.9).
 2. students/hour: ``--students`` students (seeds) at IPC 1 and 10 for ``--epochs`` epochs each,

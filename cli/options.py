@@ -11,7 +11,7 @@ def dataset_options(fn=None, *, required: bool = True):
     """``--dataset NAME|imagefolder:PATH|synthetic[:opts]`` and ``--data-root PATH``."""
 
     def wrap(f):
-        f = click.option("--data-root", type=click.Path(path_type=str), default=None, help="The dataset's native layout, or an ImageFolder with train/ and test/ (or val/).  [default: none; datasets read from files need it]")(f)
+        f = click.option("--data-root", type=click.Path(path_type=str), default=None, help="The dataset's native layout, or an ImageFolder with train/ and test/ (or val/).  [default: the location recorded by `slc data add`, SLC_DATA_<NAME> or SLC_DATA]")(f)
         f = click.option("--dataset", required=required, default=None, help="cifar10, cifar100, mnist, fashion_mnist, tinyimagenet, imagenet, imagefolder:PATH, wds:PATH, parquet:PATH or synthetic[:classes=..,size=..] (slc data list shows where each is)." + ("" if required else "  [default: the recipe's or the artifact's]"))(f)
         return f
 

@@ -7,16 +7,8 @@ integers (seed, epoch, step, ...) rather than drawn from a global stream.
 from __future__ import annotations
 
 import hashlib
-import random
 
-import numpy as np
 import torch
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def derive_seed(*parts: int | str) -> int:

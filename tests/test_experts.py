@@ -689,3 +689,13 @@ def test_torchvision_preprocess_preset():
     assert steps == {"resize": 256, "crop": [224, 224], "interpolation": "bilinear", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
     assert resolve_preprocess(base, "torchvision", resize=232)["resize"] == 232  # e.g. torchvision's V2 ResNet-50 weights
     assert main(["experts", "add", "x.pth", "--dataset", TINY, "--model", "convnet_d3", "--epoch", "1", "--preprocess", "caffe"]) == 2
+
+
+def test_the_preprocess_fallback_of_old_records_fits_a_non_square_crop():
+    from sl_compiler.data.preprocess import Preprocess, check_resize
+    from sl_compiler.experts.store import preprocess_of
+
+    info = {"resolution": [24, 32], "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}  # recorded before datasets recorded their preprocess
+    fallback = preprocess_of(info)
+    assert fallback["crop"] == [24, 32] and check_resize(fallback["resize"], (24, 32)) == fallback["resize"]
+    assert fallback["resize"] == Preprocess.from_info(info).resize  # the store and the decoder read old records alike

@@ -6,7 +6,7 @@ student would need a Python loop per student per step; :class:`Draws` instead co
 number as an integer hash of (the student's key, a counter naming the use, the element's
 position), in a handful of tensor operations for all students at once. Integer arithmetic is
 exact, so the numbers are the same bits on the CPU and on a GPU, batched or not, and the host can
-recompute any of them (:meth:`Draws.host_integers`) without waiting for the device.
+recompute any of them (:meth:`Draws.student_integers`) without waiting for the device.
 
 :class:`TorchRandom` gives the same interface over a ``torch.Generator`` for code that owns one
 stream (expert training).

@@ -140,12 +140,13 @@ def preprocess_of(info: dict) -> dict:
     """The input transform recorded in dataset info: its ``preprocess``, else one built from resolution, mean and std.
 
     Trajectories written before datasets recorded their preprocess decoded by resizing the shorter
-    side to the resolution and cropping the centre; that is what the fallback says.
+    side to the crop's longer side and cropping the centre (as ``Preprocess.from_info`` reads them);
+    that is what the fallback says.
     """
     if info.get("preprocess"):
         return dict(info["preprocess"])
     h, w = info["resolution"]
-    return {"resize": int(min(h, w)), "crop": [int(h), int(w)], "interpolation": "bilinear", "mean": list(info["mean"]), "std": list(info["std"])}
+    return {"resize": int(max(h, w)), "crop": [int(h), int(w)], "interpolation": "bilinear", "mean": list(info["mean"]), "std": list(info["std"])}
 
 
 @dataclass
