@@ -106,7 +106,7 @@ def test_check_record_names_the_mismatch(train):
     zca = Z.fit(train)
     Z.check_record(zca.record(), zca, "teacher", "fix")
     Z.check_record(None, None, "teacher", "fix")
-    with pytest.raises(DataError, match="ZCA-whitened.*does not whiten"):
+    with pytest.raises(DataError, match="ZCA-whitened inputs.*does not whiten"):
         Z.check_record(zca.record(), None, "teacher convnet_d3@1#0", "use a zca protocol")
     with pytest.raises(DataError, match="another ZCA fit"):
         Z.check_record({**zca.record(), "eps": 0.2}, zca, "teacher", "fix")

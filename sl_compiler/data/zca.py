@@ -42,18 +42,22 @@ FIT_BATCH = 1024
 
 
 def fit_spec(info: dict, eps: float) -> dict:
-    """What a fit depends on: the split's identity and decoding, eps, the input scale and the method."""
+    """What a fit depends on: the split's content (fingerprint, size) and decoding, eps, the input scale and the method.
+
+    Not the dataset's name or its mean/std: the input is pixels / 255, and a renamed copy of the
+    same images is the same fit.
+    """
     if info.get("split", "train") != "train":
         raise DataError(f"ZCA is fitted on the training split, not on {info['name']}/{info['split']}", "fit it on the train split of the dataset")
+    decode = Preprocess.from_info(info).to_dict()
     return {
         "method": METHOD,
         "input": INPUT,
         "eps": float(eps),
-        "dataset": info["name"],
         "fingerprint": info["fingerprint"],
         "size": int(info["size"]),
         "shape": [int(info["channels"]), *map(int, info["resolution"])],
-        "preprocess": Preprocess.from_info(info).to_dict(),
+        "decode": {k: decode[k] for k in ("resize", "crop", "interpolation")},
     }
 
 
@@ -75,6 +79,7 @@ class ZCA:
     mean: torch.Tensor
     transform: torch.Tensor
     spec: dict
+    dataset: str = ""  # the name of the split it was fitted on, for the record
     eigenvalues: torch.Tensor | None = None  # float64 (D,), of the covariance, when fitted here
     _on: dict = field(default_factory=dict, repr=False)
 
@@ -94,7 +99,7 @@ class ZCA:
 
     def record(self) -> dict:
         """What trajectories, manifests and results record: both names, eps, input and what it was fitted on."""
-        return {"id": self.id, "sha256": self.sha256, "eps": self.eps, "input": INPUT, "method": METHOD, "fit": {k: self.spec[k] for k in ("dataset", "fingerprint", "size", "shape", "preprocess")}}
+        return {"id": self.id, "sha256": self.sha256, "eps": self.eps, "input": INPUT, "method": METHOD, "fit": {"dataset": self.dataset, "split": "train", **{k: self.spec[k] for k in ("fingerprint", "size", "shape", "decode")}}}
 
     def _tensors(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         key = str(device)
@@ -106,7 +111,8 @@ class ZCA:
         """Whiten float (B, C, H, W) in input scale (pixels / 255): ``(x - mean) T`` in float32, on x's device."""
         mean, t = self._tensors(x.device)
         flat = x.reshape(len(x), -1).float() - mean
-        return (flat @ t).reshape(x.shape)
+        out = (flat @ t).reshape(x.shape)
+        return out.contiguous(memory_format=torch.channels_last) if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last) else out
 
 
 @dataclass(frozen=True)
@@ -166,7 +172,7 @@ def fit(images: ImageSet, eps: float = DEFAULT_EPS, batch_size: int = FIT_BATCH,
     s, u = torch.linalg.eigh(cov)
     s = s.clamp_min(0)  # a PSD matrix's tiny negative eigenvalues are rounding
     transform = (u * torch.rsqrt(s + eps)) @ u.T
-    return ZCA(mean.float(), transform.float(), spec, s)
+    return ZCA(mean.float(), transform.float(), spec, images.name, s)
 
 
 def zca_for(images: ImageSet, eps: float = DEFAULT_EPS, workers: int | None = None) -> ZCA:
@@ -177,7 +183,7 @@ def zca_for(images: ImageSet, eps: float = DEFAULT_EPS, workers: int | None = No
     if hit is not None:
         tensors, meta = hit
         if meta.get("spec") == spec and {"mean", "transform"} <= set(tensors):
-            return ZCA(tensors["mean"], tensors["transform"], spec, tensors.get("eigenvalues"))
+            return ZCA(tensors["mean"], tensors["transform"], spec, images.name, tensors.get("eigenvalues"))
     zca = fit(images, eps, workers=workers)
     cache.save(path, {"mean": zca.mean, "transform": zca.transform, "eigenvalues": zca.eigenvalues}, {"spec": spec})
     return zca
@@ -189,7 +195,7 @@ def check_record(record: dict | None, zca: ZCA | None, what: str, fix: str) -> N
         return
     if record is None or zca is None:
         have = "ZCA-whitened" if record is not None else "not whitened"
-        raise DataError(f"{what} takes inputs {have}, but this run {'does not whiten' if zca is None else 'whitens'} them", fix)
+        raise DataError(f"{what}: {have} inputs, but this run {'does not whiten' if zca is None else 'whitens'} them", fix)
     if record.get("id") not in (None, zca.id) or float(record.get("eps", zca.eps)) != zca.eps:
         raise DataError(f"{what} was whitened with another ZCA fit (id {str(record.get('id'))[:12]}, eps {record.get('eps')}) than this run's (id {zca.id[:12]}, eps {zca.eps})", fix)
 
