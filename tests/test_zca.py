@@ -100,6 +100,8 @@ def test_no_training_split_or_bad_eps_is_a_one_line_error(train):
         Z.zca_for(test)
     with pytest.raises(DataError, match="eps"):
         Z.fit(train, eps=0)
+    with pytest.raises(DataError, match="needs a 49152 x 49152 covariance.*small images"):
+        Z.zca_for(load_dataset("synthetic:classes=2,size=128,train=1,test=1", split="train"))
 
 
 def test_check_record_names_the_mismatch(train):

@@ -39,6 +39,7 @@ METHOD = "kornia-zca/1"  # bump when the arithmetic of a fit changes
 INPUT = "unit"  # pixels / 255, no mean/std normalisation (MTT, no-distillation)
 DEFAULT_EPS = 0.1
 FIT_BATCH = 1024
+MAX_FEATURES = 3 * 64 * 64  # TinyImageNet: two 12288 x 12288 float64 matrices (2.3 GiB); ImageNet's 150528 would need 338 GiB
 
 
 def fit_spec(info: dict, eps: float) -> dict:
@@ -49,6 +50,10 @@ def fit_spec(info: dict, eps: float) -> dict:
     """
     if info.get("split", "train") != "train":
         raise DataError(f"ZCA is fitted on the training split, not on {info['name']}/{info['split']}", "fit it on the train split of the dataset")
+    shape = [int(info["channels"]), *map(int, info["resolution"])]
+    d = shape[0] * shape[1] * shape[2]
+    if d > MAX_FEATURES:
+        raise DataError(f"ZCA of {info['name']}'s {'x'.join(map(str, shape))} images needs a {d} x {d} covariance ({2 * d * d * 8 / 2**30:.0f} GiB in float64)", f"use ZCA on small images (at most {MAX_FEATURES} values per image: CIFAR, TinyImageNet), as MTT does")
     decode = Preprocess.from_info(info).to_dict()
     return {
         "method": METHOD,
@@ -56,7 +61,7 @@ def fit_spec(info: dict, eps: float) -> dict:
         "eps": float(eps),
         "fingerprint": info["fingerprint"],
         "size": int(info["size"]),
-        "shape": [int(info["channels"]), *map(int, info["resolution"])],
+        "shape": shape,
         "decode": {k: decode[k] for k in ("resize", "crop", "interpolation")},
     }
 
