@@ -84,6 +84,17 @@ def test_d_slkd_with_a_zca_teacher_under_a_protocol_without_zca_is_a_one_line_er
     assert "\n" not in str(exc.value) and "zca = true" in str(exc.value)
 
 
+def test_sl_on_zca_labels_without_zca_is_recorded_and_random_sl_labels_in_the_teachers_space(zca_store, zca_artifact, monkeypatch):
+    import sl_compiler.evaluate.run as run
+
+    seen = []
+    real = run.teacher_labels
+    monkeypatch.setattr(run, "teacher_labels", lambda *a, zca=None, **k: seen.append(zca) or real(*a, zca=zca, **k))
+    row = evaluate([zca_artifact], Protocol(**{**FAST, "baselines": ("random-sl",)}), experts=str(zca_store), device="cpu")["artifacts"][0]
+    assert row["zca"]["protocol"] is None and row["zca"]["labels"]["id"] == seen[0].id  # the choice, recorded
+    assert set(row["cells"]) == {"sl", "random-sl"}
+
+
 def test_d_zca_without_a_training_split_is_a_one_line_error(zca_artifact, monkeypatch):
     import sl_compiler.evaluate.run as run
     from sl_compiler.errors import DataError

@@ -164,6 +164,7 @@ class _Baseline:
     teacher_ref: str | None = None
     teachers: list | None = None
     views: dict | None = None
+    zca: ZCA | None = None  # the teachers' own whitening (random-sl labels in their space)
 
 
 @dataclass
@@ -260,7 +261,10 @@ def plan_artifact(ctx: _Context, art: Artifact) -> _Plan:
     _check_model(p.model, art)
     own = _own_indices(art)
     zca = ctx.zca(art, p.zca_eps, f"protocol {p.name} (zca = true)") if p.zca else None
-    _same_space(art.image_space.get("zca") if art.image_space else None, zca, f"artifact {art.name}'s float images", f"evaluate it under a protocol with {'zca = true, zca_eps = ' + str(art.image_space['zca']['eps']) if art.image_space and art.image_space.get('zca') else 'zca = false'}: its images are already in that space and are never normalised or whitened again", art.image_space is not None)
+    if art.image_space is not None:  # float images: already inputs, so the protocol must put the test images in their space
+        theirs = art.image_space["zca"]
+        wanted = f"zca = true, zca_eps = {theirs['eps']:g}" if theirs else "zca = false"
+        _same_space(theirs, zca, f"artifact {art.name}'s float images", f"evaluate it under a protocol with {wanted}: its images are in that space and are never normalised or whitened again")
     lr = None
     if p.lr == ARTIFACT_LR:
         lr = art.learned_lr
@@ -295,22 +299,20 @@ def plan_artifact(ctx: _Context, art: Artifact) -> _Plan:
     return plan
 
 
-def _same_space(record: dict | None, zca: ZCA | None, what: str, fix: str, required: bool = True) -> None:
+def _same_space(record: dict | None, zca: ZCA | None, what: str, fix: str) -> None:
     """``record`` (a float set's or a teacher's whitening) is the protocol's ``zca``: an EvaluateError naming the fix otherwise."""
-    if not required:
-        return
     try:
         check_record(record, zca, what, fix)
     except DataError as exc:
         raise EvaluateError(exc.problem, exc.fix) from None
 
 
-def _teacher_zca(ctx: _Context, plan: _Plan, teachers: list) -> ZCA | None:
+def _teacher_zca(ctx: _Context, art: Artifact, teachers: list) -> ZCA | None:
     """The whitening the teachers label in (their own, whatever the protocol's), or None."""
     record = teachers[0].zca if teachers else None
     if record is None:
         return None
-    zca = ctx.zca(plan.art, float(record["eps"]), f"teacher {teachers[0].reference}")
+    zca = ctx.zca(art, float(record["eps"]), f"teacher {teachers[0].reference}")
     _same_space(record, zca, f"teacher {teachers[0].reference}", "evaluate on the dataset the teacher was trained on")
     return zca
 
@@ -327,13 +329,14 @@ def _check_model(model: str, art: Artifact) -> None:
 def _plan_baseline(ctx: _Context, plan: _Plan, name: str) -> _Baseline | str:
     """The baseline's images (and teacher), or the reason it cannot run for this artifact."""
     art, p = plan.art, ctx.protocol
-    ref = teachers = views = None
+    ref = teachers = views = zca = None
     if name == "random-sl":
         ref, teachers = ctx.teachers(art, "baseline random-sl", required=False)
         if ref is None:
             return f"artifact {art.name} records no teacher to label random images with; add it with --teacher ARCH@EPOCH[#SEEDS] (and --experts DIR)"
         for t in teachers:
             t.load("cpu")  # the checkpoint is readable, matches its sha256 and fits its architecture
+        zca = _teacher_zca(ctx, art, teachers)
     exclude = [t for t in (plan.own, plan.holdout) if t is not None]
     idx = random_images(plan.train, art.ipc, p.baseline_seed, torch.cat(exclude) if exclude else None)
     if name == "random-sl" and art.views:
@@ -341,7 +344,7 @@ def _plan_baseline(ctx: _Context, plan: _Plan, name: str) -> _Baseline | str:
         if kind in (None, "none"):
             return f"artifact {art.name} has per-view labels but records no view kind to draw the baseline's views with"
         views = _views_like(art, len(idx), kind)
-    return _Baseline(idx, ref, teachers, views)
+    return _Baseline(idx, ref, teachers, views, zca)
 
 
 @dataclass
@@ -403,7 +406,7 @@ def _baseline_set(ctx: _Context, plan: _Plan, name: str, baseline: _Baseline):
     kwargs = {}
     if name == "random-sl":
         schema = art.manifest["labels"]
-        labels = teacher_labels(baseline.teachers, pixels, baseline.views, art.mean, art.std, ctx.device, schema, art.num_classes, zca=_teacher_zca(ctx, plan, baseline.teachers))
+        labels = teacher_labels(baseline.teachers, pixels, baseline.views, art.mean, art.std, ctx.device, schema, art.num_classes, zca=baseline.zca)
         kwargs = {"views": baseline.views, "labels": labels, "fill": schema.get("fill") or "uniform"}
     return training_set("sl" if name == "random-sl" else "hl", pixels, targets, art.num_classes, art.mean, art.std, ctx.device, zca=plan.zca, **kwargs)
 
