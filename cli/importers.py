@@ -92,7 +92,7 @@ def mtt(images, labels, lr_file, dataset, data_root, mean, std, precision, zca, 
     \b
     Examples:
       slc import mtt images_best.pt labels_best.pt --dataset cifar10 --lr-file lr_best.pt
-      slc import mtt images_zca_best.pt labels_best.pt --dataset cifar100 --name datm-c100-ipc10
+      slc import mtt images_zca_best.pt labels_best.pt --dataset cifar100 --mean 0,0,0 --std 1,1,1 --name datm-c100-ipc10   # un-whitened: [0, 1] pixels
       slc import mtt images_best.pt labels_best.pt --dataset cifar10 --zca 0.1 --lr-file lr_best.pt   # a --zca run, kept in ZCA space
     """
     from sl_compiler.importers import import_mtt

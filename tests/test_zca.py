@@ -81,6 +81,8 @@ def test_apply_is_x_minus_mean_times_t(train):
     out = Z.Inputs((0.5,) * 3, (0.25,) * 3, zca)(x)
     want = ((x.reshape(5, -1).float() / 255 - zca.mean) @ zca.transform).reshape(x.shape)
     assert out.shape == x.shape and torch.equal(out, want)
+    pieces = torch.cat([zca.apply(part.float() / 255) for part in (x[:1], x[1:3], x[3:])])
+    assert torch.equal(pieces, zca.apply(x.float() / 255))  # a batch of one rounds as in a batch of five
     floats = torch.randn(2, 3, 8, 8, dtype=torch.float16)
     assert torch.equal(Z.Inputs((0.5,) * 3, (0.25,) * 3, zca)(floats), floats.float())  # float sets are inputs already
 

@@ -113,10 +113,14 @@ class ZCA:
         return self._on[key]
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
-        """Whiten float (B, C, H, W) in input scale (pixels / 255): ``(x - mean) T`` in float32, on x's device."""
+        """Whiten float (B, C, H, W) in input scale (pixels / 255): ``(x - mean) T`` in float32, on x's device.
+
+        A single image runs as two rows: a one-row product takes the CPU's matrix-vector path, whose
+        rounding differs from the matrix-matrix one, and labels must not depend on the batch size.
+        """
         mean, t = self._tensors(x.device)
         flat = x.reshape(len(x), -1).float() - mean
-        out = (flat @ t).reshape(x.shape)
+        out = ((flat @ t) if len(flat) != 1 else (flat.expand(2, -1) @ t)[:1]).reshape(x.shape)
         return out.contiguous(memory_format=torch.channels_last) if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last) else out
 
 
