@@ -31,13 +31,22 @@ def _floats(value: str | None) -> tuple[float, ...] | None:
         raise click.BadParameter(f"{value!r}: write numbers like 0.01,0.03,0.1", param_hint="--lr-grid") from None
 
 
+def _lr(value: str | None) -> float | str | None:
+    if value is None or value == "artifact":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: write a number like 0.01, or artifact (the learned lr the artifact records)", param_hint="--lr") from None
+
+
 @click.command("evaluate")
 @click.argument("artifacts", nargs=-1, required=True)
 @click.option("--protocol", "protocol_path", type=str, help="A protocol in recipes/eval by name (e.g. imagenet-sre2l) or a TOML path.  [default: recipes/eval/<dataset>.toml, else built-in defaults]")
 @click.option("--model", help="Student architecture (slc's model registry).  [default: the protocol's]")
 @click.option("--epochs", type=int, help="Student epochs.  [default: the protocol's]")
 @click.option("--batch-size", type=int, help="Student batch size.  [default: the protocol's]")
-@click.option("--lr", type=float, help="Fixed learning rate.  [default: the protocol's]")
+@click.option("--lr", help="Fixed learning rate, or 'artifact': the learned lr an imported MTT-family set records.  [default: the protocol's]")
 @click.option("--lr-grid", help="Candidates, e.g. 0.01,0.03,0.1: chosen on a held-out slice of the training split.  [default: the protocol's]")
 @click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), help="Student optimizer.  [default: the protocol's]")
 @click.option("--augment", help="Augmentation: dsa, cutmix, rrc+flip+cutmix, crop+flip (stages dsa, rrc, crop, flip, cutmix joined by +) or none.  [default: the protocol's]")
@@ -47,6 +56,7 @@ def _floats(value: str | None) -> tuple[float, ...] | None:
 @click.option("--loss", type=click.Choice(["ce", "kl"]), help="Student loss.  [default: the protocol's]")
 @click.option("--temperature", type=float, help="KL temperature (--loss kl) and slkd target temperature.  [default: the protocol's]")
 @click.option("--baselines", help="random-hl,random-sl or none.  [default: the protocol's]")
+@click.option("--zca/--no-zca", default=None, help="Whiten every input with kornia's ZCA (eps: the protocol's zca_eps, 0.1) fitted on the training split, as MTT and no-distillation do.  [default: the protocol's]")
 @click.option("--full-data-accuracy", type=float, help="Full-data hard-label accuracy (fraction) for DD-Ranking's HLR.  [default: none, HLR not reported]")
 @dataset_options(required=False)
 @experts_option
@@ -56,7 +66,7 @@ def _floats(value: str | None) -> tuple[float, ...] | None:
 @skip_bad_option
 @click.option("--out", type=click.Path(path_type=str), help="Write <out>.json and <out>.csv.  [default: print only]")
 @device_option
-def evaluate_cmd(artifacts, protocol_path, model, epochs, batch_size, lr, lr_grid, optimizer, augment, seeds, regimes, teacher, loss, temperature, baselines, full_data_accuracy, dataset, data_root, experts_dir, batched, compile_, workers, skip_bad, out, device):
+def evaluate_cmd(artifacts, protocol_path, model, epochs, batch_size, lr, lr_grid, optimizer, augment, seeds, regimes, teacher, loss, temperature, baselines, zca, full_data_accuracy, dataset, data_root, experts_dir, batched, compile_, workers, skip_bad, out, device):
     """Train students on each ARTIFACT and print one table: rows artifacts, columns regimes and baselines.
 
     Under torchrun the students (lr candidates, then seeds, of every cell) are spread over the
@@ -67,6 +77,8 @@ def evaluate_cmd(artifacts, protocol_path, model, epochs, batch_size, lr, lr_gri
       slc evaluate artifacts/c10-ipc10 --epochs 300 --seeds 0-1 --out results/c10-ipc10
       slc evaluate A B --regime sl,hl --baselines none --protocol recipes/eval/cifar10.toml
       slc evaluate hf://user/imagenet-ipc10@v1.0.0 --protocol imagenet-sre2l --workers 16
+      slc evaluate artifacts/c10-ipc1 --protocol cifar10-nodistill          # the paper's own: ZCA, 3000 epochs
+      slc evaluate artifacts/mtt-c10-ipc10 --protocol cifar10-nodistill --lr artifact
       torchrun --nproc-per-node 8 --no-python slc evaluate A B --seeds 0-7 --out results/ab
     """
     from sl_compiler import dist
@@ -81,7 +93,7 @@ def evaluate_cmd(artifacts, protocol_path, model, epochs, batch_size, lr, lr_gri
         model=model,
         epochs=epochs,
         batch_size=batch_size,
-        lr=lr,
+        lr=_lr(lr),
         lr_grid=_floats(lr_grid),
         optimizer=optimizer,
         augment=augment,
@@ -91,6 +103,7 @@ def evaluate_cmd(artifacts, protocol_path, model, epochs, batch_size, lr, lr_gri
         temperature=temperature,
         baselines=_list(baselines, ("random-hl", "random-sl"), "--baselines"),
         full_data_accuracy=full_data_accuracy,
+        zca=zca,
     )
     result = evaluate(arts, protocol, dataset=dataset, data_root=data_root, experts=experts_dir, teacher=teacher, device=device, batched=batched, out=out, workers=workers, skip_bad=skip_bad, compile=compile_)
     if not dist.team().main:

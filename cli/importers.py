@@ -39,6 +39,14 @@ def normalisation_options(f):
     return f
 
 
+def precision_options(f):
+    f = click.option("--zca", "zca", type=float, default=None, metavar="EPS",
+                     help="The images are ZCA-whitened (kornia, this eps; 0.1 in MTT and no-distillation): kept as floats and evaluated as they are under a ZCA protocol.  [default: normalised]")(f)
+    f = click.option("--precision", type=click.Choice(["uint8", "float16", "float32"]), default=None,
+                     help="How to store float images: uint8 (quantised, clipping recorded) or float16/float32 in their own space (float32 is bit-exact).  [default: uint8; float32 with --zca]")(f)
+    return f
+
+
 def report(path: Path) -> None:
     manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     prov, labels = manifest["provenance"], manifest["labels"]
@@ -48,7 +56,10 @@ def report(path: Path) -> None:
         click.echo(f"classes: {prov['targets']['rule']}" + (f" ({prov['targets']['note']})" if "note" in prov["targets"] else f" from {prov['targets']['file']}"))
     if "quantisation" in prov:
         q = prov["quantisation"]
-        click.echo(f"uint8 quantisation: max error {q['max_abs_error_in_range'] * 255:.2f}/255 in range; {q['clipped_fraction']:.2%} of values clipped to [0, 1]")
+        if "stored" in q:  # float images kept in their own space
+            click.echo(f"stored as {q['stored']} in {q['space']} space: max change {q['max_abs_error']:g}" + (f"; learned lr {manifest['learned_lr']:g}" if "learned_lr" in manifest else ""))
+        else:
+            click.echo(f"uint8 quantisation: max error {q['max_abs_error_in_range'] * 255:.2f}/255 in range; {q['clipped_fraction']:.2%} of values clipped to [0, 1]")
     click.echo(f"content hash {manifest['content_hash']}")
     click.echo(str(path))
 
@@ -73,18 +84,20 @@ def import_cmd():
 @click.option("--lr-file", type=click.Path(path_type=Path), default=None, help="lr_best.pt: the learned student learning rate, recorded in the recipe.  [default: none]")
 @dataset_options
 @normalisation_options
+@precision_options
 @output_options
-def mtt(images, labels, lr_file, dataset, data_root, mean, std, out, name, version, force):
+def mtt(images, labels, lr_file, dataset, data_root, mean, std, precision, zca, out, name, version, force):
     """MTT/TESLA/DATM: IMAGES (images_best.pt) and LABELS (labels_best.pt, hard or soft).
 
     \b
     Examples:
       slc import mtt images_best.pt labels_best.pt --dataset cifar10 --lr-file lr_best.pt
-      slc import mtt images_zca_best.pt labels_best.pt --dataset cifar100 --name datm-c100-ipc10
+      slc import mtt images_zca_best.pt labels_best.pt --dataset cifar100 --mean 0,0,0 --std 1,1,1 --name datm-c100-ipc10   # un-whitened: [0, 1] pixels
+      slc import mtt images_best.pt labels_best.pt --dataset cifar10 --zca 0.1 --lr-file lr_best.pt   # a --zca run, kept in ZCA space
     """
     from sl_compiler.importers import import_mtt
 
-    report(import_mtt(images, labels, lr_file=lr_file, dataset=dataset, data_root=data_root, mean=mean, std=std, out=out, name=name, version=version, force=force))
+    report(import_mtt(images, labels, lr_file=lr_file, dataset=dataset, data_root=data_root, mean=mean, std=std, out=out, name=name, version=version, force=force, precision=precision, zca=zca))
 
 
 @import_cmd.command("dc")
@@ -118,8 +131,9 @@ def dc(result, experiment, dataset, data_root, mean, std, out, name, version, fo
 )
 @dataset_options
 @normalisation_options
+@precision_options
 @output_options
-def tensor(images, labels, targets, dataset, data_root, mean, std, out, name, version, force):
+def tensor(images, labels, targets, dataset, data_root, mean, std, precision, zca, out, name, version, force):
     """A plain (N, C, H, W) IMAGES tensor (normalised float or uint8) and (N,) or (N, C) LABELS.
 
     The rule that gave each image its class is recorded in the manifest (provenance.targets).
@@ -132,7 +146,7 @@ def tensor(images, labels, targets, dataset, data_root, mean, std, out, name, ve
     """
     from sl_compiler.importers import import_tensor
 
-    report(import_tensor(images, labels, dataset=dataset, targets=targets, data_root=data_root, mean=mean, std=std, out=out, name=name, version=version, force=force))
+    report(import_tensor(images, labels, dataset=dataset, targets=targets, data_root=data_root, mean=mean, std=std, out=out, name=name, version=version, force=force, precision=precision, zca=zca))
 
 
 @import_cmd.command("h5")

@@ -100,7 +100,7 @@ def compile_artifact(
         keys = [sample_key(i, key_width(n)) for i in range(n)]
         params = sample_views(keys, recipe.views, recipe.augment, recipe.seed, data.shape) if recipe.views else None
 
-        ensemble = Ensemble(teachers, preprocess["mean"], preprocess["std"], device)
+        ensemble = Ensemble(teachers, preprocess["mean"], preprocess["std"], device, teachers_zca(preprocess, data, recipe, workers))
         rule = selection_rule(recipe, data, ensemble, batch_size=batch_size, workers=workers, skip_bad=skip_bad, team=team)
         pieces_of = lambda indices: LabelPieces(label_key(recipe, teachers, info, preprocess, indices, batch_size))  # noqa: E731
         picked = label_picks(recipe, data, ensemble, rule, params, pieces_of, team, batch_size=batch_size, workers=workers, skip_bad=skip_bad)
@@ -152,7 +152,8 @@ def preprocess_of(info: dict) -> dict:
 
 
 def describe_preprocess(p: dict) -> str:
-    return f"resize {p['resize']}, crop {p['crop'][0]}x{p['crop'][1]}, {p['interpolation']}, mean {p['mean']}, std {p['std']}"
+    zca = f", ZCA eps {p['zca']['eps']} id {p['zca']['id'][:12]}" if p.get("zca") else ""
+    return f"resize {p['resize']}, crop {p['crop'][0]}x{p['crop'][1]}, {p['interpolation']}, mean {p['mean']}, std {p['std']}{zca}"
 
 
 def _decoding(p: dict) -> tuple:
@@ -165,12 +166,28 @@ def teachers_preprocess(members: list, store, dataset: str) -> dict:
     seen: dict[str, list[str]] = {}
     for member in members:
         for seed in member.seeds:
-            p = preprocess_of(store.trajectory(key, member.arch, seed).dataset)
+            trajectory = store.trajectory(key, member.arch, seed)
+            p = preprocess_of(trajectory.dataset)
+            if trajectory.zca:
+                p["zca"] = trajectory.zca
             seen.setdefault(json.dumps(p, sort_keys=True), []).append(f"{member.arch}#{seed}")
     if len(seen) > 1:
         each = "; ".join(f"{', '.join(names)}: {describe_preprocess(json.loads(p))}" for p, names in seen.items())
-        raise ExpertError(f"the teachers of {format_reference(members)} were trained on differently preprocessed inputs ({each})", "ensemble only teachers trained at one resize, crop and normalisation")
+        raise ExpertError(f"the teachers of {format_reference(members)} were trained on differently preprocessed inputs ({each})", "ensemble only teachers trained at one resize, crop, normalisation and ZCA whitening")
     return json.loads(next(iter(seen)))
+
+
+def teachers_zca(preprocess: dict, data: ImageSet, recipe: Recipe, workers: int | None = None):
+    """The ZCA the teachers were trained with (fitted on the recipe dataset's training split, cached), or None."""
+    record = preprocess.get("zca")
+    if record is None:
+        return None
+    from .data.zca import check_record, zca_for
+
+    train = data if data.split == "train" else load_dataset(recipe.dataset, recipe.data_root, "train")
+    zca = zca_for(train, float(record["eps"]), workers)
+    check_record(record, zca, f"the teachers of {recipe.teacher}", f"label with the dataset they were trained on (its training split fits their ZCA: {record['fit']['dataset']}, {record['fit']['size']} images)")
+    return zca
 
 
 def at_preprocess(data: ImageSet, recipe: Recipe, preprocess: dict) -> ImageSet:

@@ -147,7 +147,7 @@ def _spec_table_keys(heading: str) -> list[str]:
 def test_spec_names_the_format_and_manifest_keys_the_code_uses():
     text = SPEC.read_text()
     assert f'"format": "{FORMAT}"' in text
-    assert set(_spec_table_keys("| key | type | meaning |")) == set(mf.MANIFEST_TYPES) | set(mf.INTEGRITY_TYPES) | set(mf.OPTIONAL_TYPES)
+    assert set(_spec_table_keys("| key | type | meaning |")) == set(mf.MANIFEST_TYPES) | set(mf.INTEGRITY_TYPES) | set(mf.OPTIONAL_TYPES) | set(mf.IMPORT_TYPES)
     label_keys = set(_spec_table_keys("`labels`:")) - {"temperature"}
     assert label_keys == set(mf.LABEL_TYPES)
     for ext in fmt.IMAGE_EXTS:

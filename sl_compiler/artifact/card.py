@@ -53,7 +53,7 @@ def features(manifest: dict, image_exts: list[str]) -> list[str]:
     lines += [f"          '{i}': {_yaml_str(c)}" for i, c in enumerate(manifest["dataset"]["classes"])]
     lines += ["  - name: json", "    struct:"]
     lines += [f"    - name: {k}\n      dtype: {t}" for k, t in (("class", "int64"), ("label", "string"), ("source", "string"))]
-    lines += [f"  - name: {ext}\n    dtype: image" for ext in image_exts]
+    lines += [f"  - name: {ext}\n    dtype: {'binary' if ext == 'pixels' else 'image'}" for ext in image_exts]  # pixels: a float image as safetensors
     if manifest["labels"]["kind"] != "hard":
         lines += ["  - name: safetensors", "    dtype: binary"]
     lines += ["  - name: __key__", "    dtype: string", "  - name: __url__", "    dtype: string"]
@@ -209,6 +209,8 @@ def render_card(manifest: dict, image_exts: list[str]) -> str:
         f"- per sample: `<key>.{'|'.join(image_exts)}` image, `<key>.cls` class, `<key>.json` source and class"
         + ("" if labels["kind"] == "hard" else ", `<key>.safetensors` labels"),
         f"- normalisation: mean {ds['mean']}, std {ds['std']}",
+        *([f"- images: `{json.dumps(m['images'], sort_keys=True)}` (float, in their own space: train on them as stored)"] if m.get("images") else []),
+        *([f"- learned lr: {m['learned_lr']:g}"] if "learned_lr" in m else []),
         "",
         f"The format is specified in slc's `docs/artifact-format.md`; `{MANIFEST}` holds everything above as JSON.",
         "",
@@ -279,7 +281,7 @@ def results_section(doc: dict) -> str:
     ]
     for result in doc["results"]:
         p = result["protocol"]
-        lr = "lr chosen on a held-out slice of the training split" if p.get("lr") is None else f"lr {p['lr']:g}"
+        lr = "lr chosen on a held-out slice of the training split" if p.get("lr") is None else "the artifact's learned lr" if p["lr"] == "artifact" else f"lr {p['lr']:g}"
         for row in result["artifacts"]:
             test = row.get("test_set") or {}
             test_text = f"; test set: {test['size']} images, fingerprint `{_cell(test.get('fingerprint', '?'))[:16]}`" if "size" in test else ""

@@ -27,11 +27,10 @@ from pathlib import Path
 
 import torch
 
-from ..data.decode import decode_image
 from ..errors import ArtifactError
 from . import format as fmt
 from .card import teacher_reference
-from .reader import image_suffix, read_manifest, read_shard, resolve_path, sample_labels
+from .reader import decode_member, image_suffix, read_manifest, read_shard, resolve_path, sample_labels
 
 DATASET_KEYS = (*fmt.CONTENT_DATASET_KEYS, "num_classes", "split", "size", "preprocess")
 INFO_KEYS = ("name", "version", "slc_version", "license")
@@ -129,6 +128,8 @@ class _Stats:
         self.pixel_count = 0
         self.pixel_max = 0
         self.pixel_unreadable = 0
+        self.floats = False  # float images (format 1.1) were compared
+        self.float_max = 0.0  # their largest difference in stored values
         self.label_samples = [0] * views
         self.label_abs = [0.0] * views
         self.label_ulps = [0] * views
@@ -150,8 +151,8 @@ def diff_artifacts(a: str | Path, b: str | Path, *, tolerance_ulps: int = 0) -> 
 
     for (ka, parts_a), (kb, parts_b) in zip(_samples(pa, ma), _samples(pb, mb)):
         stats.n += 1
-        src_a, cls_a, img_a = _members(parts_a, pa, ka)
-        src_b, cls_b, img_b = _members(parts_b, pb, kb)
+        src_a, cls_a, img_a, ext_a = _members(parts_a, pa, ka)
+        src_b, cls_b, img_b, ext_b = _members(parts_b, pb, kb)
         if src_a != src_b:
             stats.source_count += 1
             if len(stats.source) < 5:
@@ -162,7 +163,7 @@ def diff_artifacts(a: str | Path, b: str | Path, *, tolerance_ulps: int = 0) -> 
         if hashlib.sha256(img_a).digest() != hashlib.sha256(img_b).digest():
             stats.bytes_count += 1
             stats.bytes_first = stats.bytes_first or ka
-            _compare_pixels(stats, img_a, img_b, shape_a, shape_b, ka)
+            _compare_pixels(stats, (img_a, ext_a), (img_b, ext_b), shape_a, shape_b, ka)
         if comparable and la["kind"] != "hard":
             _compare_labels(stats, la["kind"], sample_labels(parts_a.get("safetensors", b""), str(pa), ka), sample_labels(parts_b.get("safetensors", b""), str(pb), kb))
 
@@ -180,21 +181,29 @@ def diff_artifacts(a: str | Path, b: str | Path, *, tolerance_ulps: int = 0) -> 
     return DiffReport(side(pa, ma), side(pb, mb), sections, ma["content_hash"] == mb["content_hash"])
 
 
-def _members(parts: dict[str, bytes], path: Path, key: str) -> tuple[str, str, bytes]:
-    """(source id, class, image bytes) of one stored sample; ArtifactError when it is malformed."""
+def _members(parts: dict[str, bytes], path: Path, key: str) -> tuple[str, str, bytes, str]:
+    """(source id, class, image bytes, image extension) of one stored sample; ArtifactError when it is malformed."""
     try:
-        return str(json.loads(parts["json"])["source"]), parts["cls"].decode("ascii"), parts[image_suffix(parts)]
+        ext = image_suffix(parts)
+        return str(json.loads(parts["json"])["source"]), parts["cls"].decode("ascii"), parts[ext], ext
     except (KeyError, TypeError, ValueError):
         raise ArtifactError(f"{path}: sample {key} lacks a readable image, .cls or .json", f"run slc verify {path}") from None
 
 
-def _compare_pixels(stats: _Stats, img_a: bytes, img_b: bytes, shape_a, shape_b, key: str) -> None:
+def _compare_pixels(stats: _Stats, img_a: tuple[bytes, str], img_b: tuple[bytes, str], shape_a, shape_b, key: str) -> None:
     if shape_a != shape_b:
         return
     try:
-        xa, xb = decode_image(img_a, shape_a, key), decode_image(img_b, shape_b, key)
+        xa, xb = decode_member(img_a[1], img_a[0], shape_a, key), decode_member(img_b[1], img_b[0], shape_b, key)
     except Exception:  # noqa: BLE001 - a broken image is reported as such, not raised: verify names it
         stats.pixel_unreadable += 1
+        return
+    if xa.is_floating_point() or xb.is_floating_point():  # float images (format 1.1), compared as stored values
+        delta = float((xa.float() - xb.float()).abs().max()) if xa.is_floating_point() and xb.is_floating_point() else float("inf")
+        stats.floats = True
+        if delta or xa.dtype != xb.dtype:
+            stats.pixel_count += 1
+            stats.float_max = max(stats.float_max, delta)
         return
     delta = int((xa.int() - xb.int()).abs().max())
     if delta:
@@ -261,17 +270,31 @@ def _selection_section(ma: dict, mb: dict, st: _Stats) -> Section:
 
 def _images_section(ma: dict, mb: dict, st: _Stats) -> Section:
     details = {"bytes_differ": st.bytes_count, "pixels_differ": st.pixel_count, "max_abs_pixel_difference": st.pixel_max, "unreadable": st.pixel_unreadable}
+    if st.floats:
+        details["max_abs_float_difference"] = st.float_max if st.float_max != float("inf") else "uint8 vs float"
     shape_a, shape_b = (ma["dataset"]["channels"], *ma["dataset"]["resolution"]), (mb["dataset"]["channels"], *mb["dataset"]["resolution"])
     if shape_a != shape_b:
         return Section("images", False, f"different shapes {list(shape_a)} vs {list(shape_b)}; {st.bytes_count} of {st.n} differ in bytes", details)
+    space_a, space_b = _space(ma), _space(mb)
+    if space_a != space_b:  # float images (format 1.1) in another dtype or space, or another learned lr: another input to a student
+        return Section("images", False, f"stored {space_a} vs {space_b}; {st.bytes_count} of {st.n} differ in bytes", details)
     if not st.bytes_count:
         return Section("images", True, f"the same bytes for all {st.n} compared images (sha256 of each)", details)
     pixels = (
-        f"the decoded pixels of {st.pixel_count} differ, by at most {st.pixel_max}/255"
+        f"the stored float values of {st.pixel_count} differ, by at most {details['max_abs_float_difference']}"
+        if st.floats and st.pixel_count
+        else f"the decoded pixels of {st.pixel_count} differ, by at most {st.pixel_max}/255"
         if st.pixel_count
         else "their decoded pixels are equal (the same image, encoded differently)"
     )
     return Section("images", False, f"{st.bytes_count} of {st.n} differ in bytes (first: sample {st.bytes_first}); {pixels}", details)
+
+
+def _space(m: dict) -> str:
+    """How a manifest's images are stored and trained with: uint8, or float in a space; and a learned lr."""
+    im = m.get("images")
+    text = "uint8" if im is None else f"{im['dtype']} " + (f"ZCA (eps {im['zca']['eps']}, id {str(im['zca'].get('id'))[:12]})" if im["zca"] else "normalised")
+    return text + (f", learned lr {m['learned_lr']:g}" if "learned_lr" in m else "")
 
 
 def _labels_section(la: dict, lb: dict, st: _Stats, comparable: bool, tolerance: int) -> Section:

@@ -1,4 +1,4 @@
-"""Format 1 in code: names, keys, canonical JSON, the content hash and the top-k fill rule.
+"""Format 1 (and 1.1) in code: names, keys, canonical JSON, the content hash and the top-k fill rule.
 
 Everything the writer, the reader and the verifier must agree on lives here, once; the prose
 is docs/artifact-format.md.
@@ -17,6 +17,8 @@ import torch
 from ..errors import ArtifactError
 
 FORMAT = "slc-artifact/1"
+FLOAT_FORMAT = "slc-artifact/1.1"  # 1 plus float images (``<key>.pixels``, manifest ``images``); written only for such sets
+FORMATS = (FORMAT, FLOAT_FORMAT)
 MANIFEST = "manifest.json"
 CARD = "README.md"
 GRID = "grid.png"  # the card's picture of the images and their labels (optional, recorded in the manifest)
@@ -27,6 +29,9 @@ SHARD_PATTERN = re.compile(r"^data/train-(\d{6})\.tar$")
 DEFAULT_SHARD_BYTES = 256 * 2**20
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff", "ppm", "pgm")
+PIXELS_EXT = "pixels"  # format 1.1: a safetensors member holding one float tensor ``pixels`` (C, H, W)
+PIXELS_TENSOR = "pixels"
+PIXEL_DTYPES = {"float16": torch.float16, "float32": torch.float32}
 LABEL_KINDS = ("dense", "topk", "hard")
 FILL_RULES = ("uniform", "renormalize")
 LABEL_DTYPE = torch.float16
@@ -105,7 +110,46 @@ def content_hash(manifest: dict) -> str:
         "labels": manifest["labels"],
         "shards": [{"sha256": s["sha256"], "bytes": s["bytes"], "samples": s["samples"]} for s in manifest["shards"]],
     }
+    for key in ("images", "learned_lr"):  # what a student trains in and with; absent (and so unhashed) in older artifacts
+        if key in manifest:
+            body[key] = manifest[key]
     return hashlib.sha256(canonical_json(body)).hexdigest()
+
+
+def pixels_member(image: torch.Tensor) -> bytes:
+    """A float (C, H, W) image as its ``<key>.pixels`` member: safetensors with one tensor, no metadata."""
+    from safetensors.torch import save
+
+    return save({PIXELS_TENSOR: image.contiguous().clone()})
+
+
+def read_pixels(data: bytes, shape: tuple[int, int, int], dtype: str | None = None) -> torch.Tensor:
+    """The float (C, H, W) image of a ``<key>.pixels`` member; ValueError when it is not exactly that (finite)."""
+    from safetensors.torch import load
+
+    try:
+        tensors = load(bytes(data))
+    except Exception as exc:  # noqa: BLE001 - any unreadable member is reported as such
+        raise ValueError(f"unreadable safetensors ({exc})") from None
+    t = tensors.get(PIXELS_TENSOR)
+    if set(tensors) != {PIXELS_TENSOR} or t.dtype not in PIXEL_DTYPES.values() or tuple(t.shape) != tuple(shape):
+        raise ValueError(f"holds {sorted(tensors)}, not one float16/float32 tensor {PIXELS_TENSOR!r} of shape {list(shape)}")
+    if dtype is not None and DTYPE_NAMES[t.dtype] != dtype:
+        raise ValueError(f"is {DTYPE_NAMES[t.dtype]}, the manifest says {dtype}")
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError("holds NaN or inf")
+    return t
+
+
+def display_uint8(image: torch.Tensor, space: dict) -> torch.Tensor:
+    """A picture (uint8 C, H, W) of a float image for the grid: normalisation undone, or a ZCA image stretched to its own range."""
+    x = image.double()
+    norm = space.get("normalize")
+    if norm:
+        x = x * torch.tensor(norm["std"], dtype=torch.float64).view(-1, 1, 1) + torch.tensor(norm["mean"], dtype=torch.float64).view(-1, 1, 1)
+    else:
+        x = (x - x.min()) / (x.max() - x.min()).clamp_min(1e-12)
+    return x.clamp(0, 1).mul(255).round().to(torch.uint8)
 
 
 def tar_member(name: str, size: int) -> tarfile.TarInfo:

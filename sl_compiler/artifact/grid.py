@@ -50,6 +50,8 @@ def source_of_artifact(art) -> GridSource:
     from ..data.decode import decode_image
 
     def image(i: int) -> torch.Tensor:
+        if art.image_space:  # float images: a picture of each
+            return fmt.display_uint8(art.images[i], art.image_space)
         if "images" in art.__dict__:  # already decoded (cached_property)
             return art.images[i]
         data, _ = art.encoded(i)

@@ -128,6 +128,9 @@ def inspect_artifact(path: str | Path) -> dict:
             {"reference": teacher_reference(t), "epoch": t.get("epoch"), "test_accuracy": t.get("test_accuracy")} for t in m["teachers"]
         ],
         "labels": {k: lab.get(k) for k in ("kind", "dtype", "k", "fill", "temperature")} | {"view_params": sorted(lab["view_params"])},
+        "images": image_space_text(m),
+        "zca": (lab.get("preprocess") or {}).get("zca") or (m.get("images") or {}).get("zca"),
+        "learned_lr": art.learned_lr,
         **label_statistics(probs, art.targets),
         "per_class": per_class_statistics(probs, art.targets, list(art.classes)),
         "bytes": byte_breakdown(art, art.path),
@@ -151,6 +154,19 @@ def write_grid(path: str | Path, out: str | Path, *, per_class: int | None = Non
     from ..plot import write_bytes
 
     return write_bytes(out, data)
+
+
+def image_space_text(m: dict) -> str:
+    """How the images are stored and in which space: uint8 (normalised or whitened by the evaluation), or float and where."""
+    lab_zca = (m["labels"].get("preprocess") or {}).get("zca")
+    teacher = f"; labels by a teacher on ZCA inputs (eps {lab_zca['eps']}, id {lab_zca['id'][:12]})" if lab_zca else ""
+    im = m.get("images")
+    if im is None:
+        return "uint8" + teacher
+    if im["zca"]:
+        z = im["zca"]
+        return f"{im['dtype']}, ZCA-whitened (eps {z['eps']}, input {z['input']}" + (f", id {z['id'][:12]})" if z.get("id") else ")") + teacher
+    return f"{im['dtype']}, normalised (mean {im['normalize']['mean']}, std {im['normalize']['std']})" + teacher
 
 
 def _human(n: int) -> str:
@@ -179,6 +195,8 @@ def summary_table(info: dict) -> str:
         ("classes", shown),
         ("images per class", "-" if info["ipc"] is None else str(info["ipc"])),
         ("samples", str(info["samples"])),
+        ("images", info["images"]),
+        *([("learned lr", f"{info['learned_lr']:g}")] if info.get("learned_lr") is not None else []),
         ("selection", (sel.get("strategy") or "not recorded") + (f" ({sel_text})" if sel_text else "")),
         ("views per image", str(info["views"]) + (f" ({', '.join(lab['view_params'])})" if lab["view_params"] else "")),
         ("labels", label_text),

@@ -38,6 +38,8 @@ MANIFEST_TYPES = {
 INTEGRITY_TYPES = {"card": dict, "manifest_sha256": str}
 # optional: what a writer records about the extra files it wrote (grid.png unless told not to draw it)
 OPTIONAL_TYPES = {"grid": dict}
+# what some sets add: their float images' dtype and space (format 1.1), the learned lr a third-party set ships
+IMPORT_TYPES = {"images": dict, "learned_lr": float}
 DATASET_TYPES = {"name": str, "classes": list, "num_classes": int, "channels": int, "resolution": list, "mean": list, "std": list}
 LABEL_TYPES = {
     "kind": str,
@@ -125,8 +127,8 @@ class _Check:
 def check_metadata(manifest, where: str = fmt.MANIFEST) -> None:
     """Every manifest field except those about the written bytes (shards, bytes, content hash, card)."""
     c = _Check(where)
-    if isinstance(manifest, dict) and manifest.get("format") != fmt.FORMAT:
-        c.fail(f"unknown format {manifest.get('format')!r} (this slc reads {fmt.FORMAT}; a newer slc may read it)")
+    if isinstance(manifest, dict) and manifest.get("format") not in fmt.FORMATS:
+        c.fail(f"unknown format {manifest.get('format')!r} (this slc reads {', '.join(fmt.FORMATS)}; a newer slc may read it)")
     c.types(manifest, {k: v for k, v in MANIFEST_TYPES.items() if k not in ("bytes", "shards", "content_hash")}, "")
     m = manifest
     c.that(bool(fmt.NAME_RE.match(m["name"])), f"name {m['name']!r} is not lowercase [a-z0-9][a-z0-9_-]*")
@@ -187,6 +189,25 @@ def check_metadata(manifest, where: str = fmt.MANIFEST) -> None:
         c.that(isinstance(ids, list) and len(ids) == n and all(isinstance(s, str) for s in ids), f"selection.source_ids is not {n} strings")
 
     _check_labels(c, m["labels"], n_classes)
+    _check_images(c, m)
+
+
+def _check_images(c: _Check, m: dict) -> None:
+    """Format 1.1's ``images`` (float images and their space) and the optional ``learned_lr``."""
+    c.that((m["format"] == fmt.FLOAT_FORMAT) == ("images" in m), f"format {m['format']} {'without' if 'images' not in m else 'with'} an images record (float images are format {fmt.FLOAT_FORMAT}, uint8 ones {fmt.FORMAT})")
+    if "learned_lr" in m:
+        c.that(_is_number(m["learned_lr"]) and not isinstance(m["learned_lr"], int) and m["learned_lr"] > 0, "learned_lr is not a positive number")
+    if "images" not in m:
+        return
+    im = m["images"]
+    c.that(isinstance(im, dict) and set(im) == {"dtype", "normalize", "zca"}, "images is not {dtype, normalize, zca}")
+    c.that(im["dtype"] in fmt.PIXEL_DTYPES, f"images.dtype {im['dtype']!r} is not one of {', '.join(fmt.PIXEL_DTYPES)}")
+    norm, zca, channels = im["normalize"], im["zca"], m["dataset"]["channels"]
+    c.that(norm is None or (isinstance(norm, dict) and set(norm) == {"mean", "std"} and all(isinstance(norm[k], list) and len(norm[k]) == channels and all(_is_number(v) for v in norm[k]) for k in norm) and all(v > 0 for v in norm["std"])),
+           "images.normalize is not null or {mean, std} with one finite number per channel (std > 0)")
+    c.that(zca is None or (isinstance(zca, dict) and _is_number(zca.get("eps")) and zca["eps"] > 0 and isinstance(zca.get("input"), str)), "images.zca is not null or a record with a positive eps and an input")
+    c.that((norm is None) != (zca is None), "images are either normalised or ZCA-whitened: exactly one of images.normalize and images.zca")
+    c.that(norm is None or (norm["mean"] == m["dataset"]["mean"] and norm["std"] == m["dataset"]["std"]), "images.normalize differs from dataset.mean/std (the test images are normalised with those)")
 
 
 def _check_labels(c: _Check, lab: dict, n_classes: int) -> None:

@@ -52,8 +52,18 @@ def read_shard(path: Path, rel: str) -> list[tuple[str, dict[str, bytes]]]:
 
 
 def image_suffix(parts: dict[str, bytes]) -> str | None:
-    found = [s for s in parts if s in fmt.IMAGE_EXTS]
+    found = [s for s in parts if s in fmt.IMAGE_EXTS or s == fmt.PIXELS_EXT]
     return found[0] if len(found) == 1 else None
+
+
+def decode_member(ext: str, data: bytes, shape, key: str, resize: int | None = None) -> torch.Tensor:
+    """A sample's image: uint8 (C, H, W) decoded as the loaders decode, or a format-1.1 float image as stored."""
+    if ext != fmt.PIXELS_EXT:
+        return decode_image(data, shape, key, resize)
+    try:
+        return fmt.read_pixels(data, shape)
+    except ValueError as exc:
+        raise ArtifactError(f"sample {key}: {key}.{ext} {exc}", "run slc verify on the artifact") from None
 
 
 def sample_labels(data: bytes, rel: str, key: str) -> dict[str, torch.Tensor]:
@@ -114,6 +124,8 @@ class Artifact:
         self.mean: tuple[float, ...] = tuple(ds["mean"])
         self.std: tuple[float, ...] = tuple(ds["std"])
         self.resize: int = Preprocess.from_info(ds).resize  # short side before the centre crop, as the teacher saw it
+        self.image_space: dict | None = manifest.get("images")  # format 1.1: float images, their dtype and space; None: uint8
+        self.learned_lr: float | None = _learned_lr(manifest)
         self.ipc: int | None = manifest["ipc"]
         self.content_hash: str = manifest["content_hash"]
         self.label_kind: str = lab["kind"]
@@ -160,12 +172,18 @@ class Artifact:
 
     @functools.cached_property
     def images(self) -> torch.Tensor:
-        """uint8 (N, C, H, W), decoded once as the dataset loaders decode (the manifest's resize, then the crop), on threads."""
-        out = torch.empty((len(self), *self.shape), dtype=torch.uint8)
+        """uint8 (N, C, H, W), decoded once as the dataset loaders decode (the manifest's resize, then the crop), on threads;
+        a format-1.1 set's float16/float32 images as stored, in their own space (``image_space``)."""
+        dtype = fmt.PIXEL_DTYPES[self.image_space["dtype"]] if self.image_space else torch.uint8
+        out = torch.empty((len(self), *self.shape), dtype=dtype)
 
         def decode(i: int) -> None:
             parts = self._raw[i]
-            out[i] = decode_image(parts[image_suffix(parts)], self.shape, self.keys[i], self.resize)
+            ext = image_suffix(parts)
+            image = decode_member(ext, parts[ext], self.shape, self.keys[i], self.resize)
+            if image.dtype != dtype:
+                raise ArtifactError(f"sample {self.keys[i]}: a {image.dtype} image in a set of {dtype} images", "run slc verify on the artifact")
+            out[i] = image
 
         with ThreadPoolExecutor(max(1, min(torch.get_num_threads(), len(self) // 64 + 1))) as pool:  # PIL decodes without the GIL
             list(pool.map(decode, range(len(self))))
@@ -204,10 +222,18 @@ class Artifact:
         return wds.WebDataset(self.shard_urls(), shardshuffle=False, empty_check=False).map(decode)
 
 
+def _learned_lr(manifest: dict) -> float | None:
+    """The learned student lr a third-party set ships: ``learned_lr``, else (imports before it existed) ``recipe.lr`` of an import."""
+    if "learned_lr" in manifest:
+        return float(manifest["learned_lr"])
+    recipe = manifest.get("recipe", {})
+    return float(recipe["lr"]) if recipe.get("importer") and isinstance(recipe.get("lr"), (int, float)) else None
+
+
 def decode_sample(sample: dict, shape, num_classes: int, kind: str, fill: str | None, resize: int | None = None):
     """One webdataset sample dict (raw bytes per suffix) -> (image, probs (V, C), target)."""
     ext = image_suffix({k: v for k, v in sample.items() if not k.startswith("__")})
-    image = decode_image(sample[ext], shape, sample.get("__key__", "sample"), resize)
+    image = decode_member(ext, sample[ext], shape, sample.get("__key__", "sample"), resize)
     target = torch.tensor(int(sample["cls"]), dtype=torch.int64)
     if kind == "hard":
         probs = torch.nn.functional.one_hot(target, num_classes).float().unsqueeze(0)
@@ -217,4 +243,4 @@ def decode_sample(sample: dict, shape, num_classes: int, kind: str, fill: str | 
     return image, probs, target
 
 
-__all__ = ["Artifact", "load", "read_shard", "decode_sample"]
+__all__ = ["Artifact", "load", "read_shard", "decode_member", "decode_sample"]

@@ -123,7 +123,7 @@ def _check_integrity(manifest: dict, raw: bytes) -> list[str]:
     one can turn into.
     """
     fix = "restore the original manifest or rebuild the artifact"
-    if manifest.get("format") != fmt.FORMAT:
+    if manifest.get("format") not in fmt.FORMATS:
         check_manifest(manifest)  # names the unknown format
     try:
         canonical = fmt.dumps_manifest(manifest)
@@ -284,6 +284,15 @@ class _SampleChecker:
         self.per_class[cls] += 1
         self.sources.append(meta["source"])
         self._check_image(rel, key, ext, parts[ext])
+        floats = self.manifest.get("images")
+        if (ext == fmt.PIXELS_EXT) != (floats is not None):
+            _fail(rel, f"sample {key}: a {ext} image in a set whose manifest records {'float' if floats else 'uint8'} images")
+        if floats is not None:
+            ds = self.manifest["dataset"]
+            try:
+                fmt.read_pixels(parts[ext], (ds["channels"], *ds["resolution"]), floats["dtype"])
+            except ValueError as exc:
+                _fail(rel, f"sample {key}: {key}.{ext} {exc}")
         self.bytes["images"] += len(parts[ext])
         self.bytes["labels"] += len(parts.get("safetensors", b""))
 
@@ -291,6 +300,8 @@ class _SampleChecker:
     def _check_image(rel: str, key: str, ext: str, data: bytes) -> None:
         from PIL import Image
 
+        if ext == fmt.PIXELS_EXT:  # a float image: checked against the manifest's images record
+            return
         try:
             with Image.open(io.BytesIO(data)) as img:
                 found = img.format

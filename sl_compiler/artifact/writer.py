@@ -54,13 +54,19 @@ def write_artifact(
     shard_samples: int | None = None,
     force: bool = False,
     grid: bool = True,
+    image_space: dict | None = None,
+    learned_lr: float | None = None,
 ) -> Path:
     """Write the artifact folder ``out`` (conventionally ``<name>-<version>``) and return its path.
 
     dataset: ``ImageSet.info()`` or an equivalent dict (``classes``, ``mean``, ``std``; ``channels``
       and ``resolution`` are taken from tensor images when absent).
     images: uint8 (N, C, H, W) stored as PNG, or a list of N items, each the source's own
-      ``(bytes, ext)`` (stored unchanged) or a uint8 (C, H, W) tensor.
+      ``(bytes, ext)`` (stored unchanged) or a uint8 (C, H, W) tensor; or float16/float32
+      (N, C, H, W) images already in a model's input space, stored exactly as given
+      (``<key>.pixels``, format 1.1), with ``image_space`` ``{"normalize": {mean, std} | None,
+      "zca": record | None}`` saying which space.
+    learned_lr: the student learning rate a third-party set learned with its images (MTT's syn_lr).
     labels: None for hard labels; else ``{"probs": (N, V, C)}`` or ``{"topk_values": (N, V, k),
       "topk_indices": (N, V, k)}`` (a 2-d (N, C|k) tensor means V = 1), optionally with
       ``"views": {name: Tensor (N, V, ...)}``, stored per sample as ``view.<name>``.
@@ -87,12 +93,13 @@ def write_artifact(
     if len(source_ids) != n:
         raise ArtifactError(f"{len(source_ids)} source ids for {n} images", "pass one source id (index or path) per image")
     kind, tensors, views = _check_labels(labels, n, len(classes))
+    floats = _check_floats(images, image_space, views)
     schema = _label_schema(kind, tensors, views, len(classes), label_schema or {})
     per_class = torch.bincount(targets, minlength=len(classes)).tolist()
     if ipc is None and len(set(per_class)) == 1:
         ipc = per_class[0]
     manifest = {
-        "format": fmt.FORMAT,
+        "format": fmt.FLOAT_FORMAT if floats else fmt.FORMAT,
         "name": name,
         "version": version,
         "slc_version": __version__,
@@ -106,6 +113,12 @@ def write_artifact(
         "license": license,
         "labels": schema,
     }
+    if floats:
+        manifest["images"] = {"dtype": fmt.DTYPE_NAMES[images.dtype], "normalize": image_space.get("normalize"), "zca": image_space.get("zca")}
+    if learned_lr is not None:
+        if isinstance(learned_lr, bool) or not isinstance(learned_lr, (int, float)) or not learned_lr > 0 or learned_lr == float("inf"):
+            raise ArtifactError(f"learned_lr {learned_lr!r} is not a positive number", "pass the learned student lr as a float")
+        manifest["learned_lr"] = float(learned_lr)
     try:
         manifest = json.loads(fmt.dumps_manifest(manifest))  # plain JSON from here on: what is checked is what is written
     except (TypeError, ValueError) as exc:
@@ -128,7 +141,7 @@ def write_artifact(
         try:
             (tmp / fmt.DATA_DIR).mkdir(parents=True)
             shape = (dataset["channels"], *dataset["resolution"])
-            shards, sizes, exts = _write_shards(tmp, images, targets, source_ids, classes, shape, tensors, views, shard_bytes, shard_samples, name)
+            shards, sizes, exts = _write_shards(tmp, images, targets, source_ids, classes, shape, tensors, views, shard_bytes, shard_samples, name, floats)
             manifest["shards"] = shards
             manifest["bytes"] = sizes
             manifest["content_hash"] = fmt.content_hash(manifest)
@@ -159,7 +172,7 @@ def _grid(manifest: dict, images: ImageInput, targets: torch.Tensor, tensors: di
     def image(i: int) -> torch.Tensor:
         item = images[i]
         if isinstance(item, torch.Tensor):
-            return item
+            return fmt.display_uint8(item, manifest["images"]) if "images" in manifest else item
         data, _ = item
         return decode_image(bytes(data), shape, f"sample {i}", resize)
 
@@ -194,8 +207,8 @@ def _check_dataset(dataset: dict, images: ImageInput, n: int) -> list[str]:
         res = dataset["resolution"]
         dataset["resolution"] = [int(res), int(res)] if isinstance(res, (int, float)) else [int(r) for r in res]
     if isinstance(images, torch.Tensor):
-        if images.dtype != torch.uint8 or images.dim() != 4 or len(images) != n:
-            raise ArtifactError(f"images must be uint8 (N, C, H, W) with N={n}, got {images.dtype} {tuple(images.shape)}", "pass ImageSet.images(indices)")
+        if images.dtype not in (torch.uint8, *fmt.PIXEL_DTYPES.values()) or images.dim() != 4 or len(images) != n:
+            raise ArtifactError(f"images must be uint8 (or float16/float32) (N, C, H, W) with N={n}, got {images.dtype} {tuple(images.shape)}", "pass ImageSet.images(indices)")
         c, h, w = images.shape[1:]
         for key, value in (("channels", c), ("resolution", [h, w])):
             if dataset.setdefault(key, value) != value:
@@ -213,6 +226,22 @@ def _check_dataset(dataset: dict, images: ImageInput, n: int) -> list[str]:
     dataset["mean"] = [float(m) for m in dataset["mean"]]
     dataset["std"] = [float(s) for s in dataset["std"]]
     return classes
+
+
+def _check_floats(images: ImageInput, space: dict | None, views: dict) -> bool:
+    """Whether ``images`` are float images (format 1.1); their space and finiteness checked."""
+    floats = isinstance(images, torch.Tensor) and images.dtype in fmt.PIXEL_DTYPES.values()
+    if not floats:
+        if space is not None:
+            raise ArtifactError("image_space given for uint8 or encoded images", "pass image_space only with float16/float32 images")
+        return False
+    if not isinstance(space, dict) or set(space) - {"normalize", "zca"} or (space.get("normalize") is None) == (space.get("zca") is None):
+        raise ArtifactError("float images need their space: image_space={'normalize': {'mean', 'std'}} or {'zca': record}, exactly one", "say how the float images were preprocessed, or pass uint8 images")
+    if views:
+        raise ArtifactError("recorded views replay on uint8 images; these are float", "store per-view labels with uint8 images")
+    if not bool(torch.isfinite(images).all()):
+        raise ArtifactError("float images hold NaN or inf", "export the images from a finished, finite run")
+    return True
 
 
 def _check_targets(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -327,7 +356,7 @@ def _encode_image(item, i: int, shape: tuple[int, int, int]) -> tuple[bytes, str
     return bytes(data), ext
 
 
-def _write_shards(tmp, images, targets, source_ids, classes, shape, tensors, views, shard_bytes, shard_samples, name):
+def _write_shards(tmp, images, targets, source_ids, classes, shape, tensors, views, shard_bytes, shard_samples, name, floats=False):
     """Stream samples into shards; returns (manifest shard list, byte totals, image extensions used)."""
     n = len(targets)
     width = fmt.key_width(n)
@@ -337,7 +366,7 @@ def _write_shards(tmp, images, targets, source_ids, classes, shape, tensors, vie
     exts: set[str] = set()
     with _Shards(tmp, shard_bytes, shard_samples) as shards, bar(n, desc=f"write {name}", unit="img") as progress:
         for i in range(n):
-            image, ext = _encode_image(images[i], i, shape)
+            image, ext = (fmt.pixels_member(images[i]), fmt.PIXELS_EXT) if floats else _encode_image(images[i], i, shape)  # a float image, bit for bit
             exts.add(ext)
             c = target_list[i]
             members = {

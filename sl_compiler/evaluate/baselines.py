@@ -42,12 +42,13 @@ def random_images(train: ImageSet, ipc: int, seed: int, exclude: torch.Tensor | 
     return _pick(train, ipc, derive_seed(seed, "random-baseline"), exclude)
 
 
-def teacher_labels(teachers, pixels: torch.Tensor, views: dict | None, mean, std, device, schema: dict, num_classes: int) -> dict[str, torch.Tensor]:
+def teacher_labels(teachers, pixels: torch.Tensor, views: dict | None, mean, std, device, schema: dict, num_classes: int, zca=None) -> dict[str, torch.Tensor]:
     """Labels of ``teachers`` for ``pixels`` (or their ``views``) in the artifact's stored form: fp16 ``probs`` (N, V, C) or top-k.
 
     Made as compile makes them (``schema``: temperature, k), a chunk of samples at a time so that
     the float32 logits in flight stay under :data:`LOGIT_BYTES` (IPC 50 x 300 views x 1000
-    classes would be 60 GB at once).
+    classes would be 60 GB at once). ``zca``: the teachers' own whitening (they label in their
+    input space, whatever the students').
     """
     from ..label import AugmentedViews, soft_labels, teacher_logits
 
@@ -57,7 +58,7 @@ def teacher_labels(teachers, pixels: torch.Tensor, views: dict | None, mean, std
     temperature, k = schema.get("temperature") or 1.0, schema.get("k")
     parts: dict[str, list[torch.Tensor]] = {}
     for start in range(0, len(source), per_chunk):
-        logits = teacher_logits(teachers, _Span(source, start, min(start + per_chunk, len(source))), mean, std, device)
+        logits = teacher_logits(teachers, _Span(source, start, min(start + per_chunk, len(source))), mean, std, device, zca=zca)
         for name, t in soft_labels(logits, temperature, k).items():
             t = t.half() if t.is_floating_point() else t.to(torch.int16 if num_classes <= 32767 else torch.int32)
             parts.setdefault(name, []).append(t.view(-1, v, t.shape[-1]))

@@ -1,7 +1,8 @@
 """Where an evaluation's images and labels live: uint8 on the device when they fit, else streamed or on the host.
 
-Nothing here turns a whole split into floats. Images stay uint8 and are normalised one batch at
-a time; stored labels stay in their stored form (see :mod:`.regimes`).
+Nothing here turns a whole split into floats. Images stay uint8 and are normalised (or
+ZCA-whitened, :mod:`sl_compiler.data.zca`) one batch at a time; stored labels stay in their
+stored form (see :mod:`.regimes`).
 
 - :class:`Stored` keeps a tensor (a distilled set's images, its labels) on the device when it
   fits in half the free device memory (always, on the CPU), else in pinned host memory, and takes
@@ -21,7 +22,8 @@ from typing import Iterator
 
 import torch
 
-from ..data import ImageSet, normalize, stream
+from ..data import ImageSet, stream
+from ..data.zca import ZCA, Inputs
 from ..device import prepare_batch
 from ..progress import bar
 
@@ -82,6 +84,7 @@ class EvalSet:
     workers: int | None = None
     skip_bad: bool = False
     skipped: list = field(default_factory=list)
+    zca: ZCA | None = None  # whiten instead of normalising (a ZCA protocol)
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -91,14 +94,15 @@ class EvalSet:
         return self.pixels is not None
 
     def batches(self, batch_size: int, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(normalised float images, targets) on ``device``, ``batch_size`` at a time, in order."""
+        """(normalised or whitened float images, targets) on ``device``, ``batch_size`` at a time, in order."""
+        inputs = Inputs(self.mean, self.std, self.zca)
         if self.pixels is not None:
             for i in range(0, len(self.pixels), batch_size):
-                yield normalize(prepare_batch(self.pixels[i : i + batch_size], device), self.mean, self.std), self.targets[i : i + batch_size]
+                yield inputs(prepare_batch(self.pixels[i : i + batch_size], device)), self.targets[i : i + batch_size]
             return
         s = stream(self.source, self.indices, batch_size=batch_size, workers=self.workers, skip_bad=self.skip_bad)
         for b in s:
-            yield normalize(prepare_batch(b.pixels, device), self.mean, self.std), b.targets.to(device, non_blocking=True)
+            yield inputs(prepare_batch(b.pixels, device)), b.targets.to(device, non_blocking=True)
         if s.skipped and not self.skipped:
             self.skipped = list(s.skipped)
 
@@ -116,8 +120,15 @@ def eval_set(
     workers: int | None = None,
     skip_bad: bool = False,
     desc: str = "decode",
+    zca: ZCA | None = None,
 ) -> EvalSet:
-    """``images[indices]`` (all when None) to score on: resident when it can be, else streamed per pass."""
+    """``images[indices]`` (all when None) to score on: resident when it can be, else streamed per pass; ``zca`` whitens instead of normalising."""
+    evalset = _eval_set(images, indices, mean, std, device, workers=workers, skip_bad=skip_bad, desc=desc)
+    evalset.zca = zca
+    return evalset
+
+
+def _eval_set(images: ImageSet, indices, mean, std, device: torch.device, *, workers, skip_bad, desc) -> EvalSet:
     idx = torch.arange(len(images)) if indices is None else torch.as_tensor(indices, dtype=torch.int64)
     nbytes = len(idx) * math.prod(images.shape)
     mean, std = tuple(mean), tuple(std)

@@ -13,9 +13,12 @@ import torch
 
 
 def schedule_factor(kind: str, step: int, total_steps: int, steps_per_epoch: int, epochs: int) -> float:
-    """The lr multiplier at ``step``: ``step`` x0.1 from half the epochs on (DC/DSA/MTT), ``cosine``, ``constant``."""
+    """The lr multiplier at ``step``: ``step`` x0.1 from half the epochs on (DC/DSA/MTT), ``quarters``
+    x0.3 every ``epochs // 4`` epochs (no-distillation's ``StepLR(step_size=E // 4, gamma=0.3)``), ``cosine``, ``constant``."""
     if kind == "step":
         return 0.1 if epochs > 1 and step // steps_per_epoch >= epochs // 2 else 1.0
+    if kind == "quarters":
+        return 0.3 ** ((step // steps_per_epoch) // max(1, epochs // 4))
     if kind == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
     return 1.0

@@ -1,8 +1,11 @@
 """Evaluation protocols: everything that decides a student's accuracy, in one recorded object.
 
 A protocol comes from ``recipes/eval/<dataset>.toml`` (or a named protocol there, or any TOML
-given), then CLI overrides. The learning rate is fixed (``lr``) or chosen from ``lr_grid`` on a
-held-out slice of the training split, never on the test set.
+given), then CLI overrides. The learning rate is fixed (``lr``), chosen from ``lr_grid`` on a
+held-out slice of the training split, never on the test set, or ``lr = "artifact"``: the
+learned rate an MTT-family set ships (its ``learned_lr``). ``zca = true`` whitens every input
+(students', teachers', test images) with kornia's ZCA fitted on the training split
+(:mod:`sl_compiler.data.zca`), as no-distillation's and MTT's CIFAR runs do.
 
 The default protocol of an artifact is chosen by the dataset name its manifest records, a value
 from a file anyone may have written: it only ever selects a file when it maps to a known
@@ -24,7 +27,8 @@ from ..tomlfile import read_toml
 
 RECIPES = recipes_dir("eval")
 OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("step", "cosine", "constant")
+SCHEDULES = ("step", "quarters", "cosine", "constant")
+ARTIFACT_LR = "artifact"  # lr = "artifact": the learned lr the artifact records (MTT's syn_lr)
 LOSSES = ("ce", "kl")
 REGIMES = ("sl", "slkd", "hl")
 BASELINES = ("random-hl", "random-sl")
@@ -37,11 +41,11 @@ class Protocol:
     epochs: int = 300
     batch_size: int = 256
     optimizer: str = "sgd"
-    lr: float | None = 0.01
+    lr: float | str | None = 0.01  # a rate, None (choose from lr_grid) or "artifact"
     lr_grid: tuple[float, ...] = ()
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    schedule: str = "step"  # step: x0.1 at half the epochs (DC/DSA/MTT); cosine; constant
+    schedule: str = "step"  # step: x0.1 at half the epochs (DC/DSA/MTT); quarters: x0.3 every quarter (no-distillation); cosine; constant
     augment: str = "dsa"  # a pipeline of dsa, rrc, crop, flip, cutmix joined by + (sl_compiler.augment.pipeline), or none
     augment_views: bool = True  # also augment replayed stored views (false: train on exactly the labelled views)
     dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
@@ -55,6 +59,8 @@ class Protocol:
     baseline_seed: int = 0  # random selection of the baselines' images
     full_data_accuracy: float | None = None  # real-hard accuracy (fraction) for DD-Ranking's HLR
     eval_batch_size: int = 1024
+    zca: bool = False  # whiten inputs with kornia's ZCA fitted on the training split (MTT, no-distillation)
+    zca_eps: float = 0.1
     notes: str = field(default="", compare=False)
 
     def __post_init__(self):
@@ -66,7 +72,8 @@ class Protocol:
             (set(self.baselines) <= set(BASELINES), f"baselines {','.join(self.baselines)!r}", f"use some of {', '.join(BASELINES)} or none"),
             (self.epochs >= 1 and self.batch_size >= 1, f"epochs {self.epochs} / batch size {self.batch_size}", "use positive integers"),
             (self.lr is not None or self.lr_grid, "no learning rate", "give lr or lr_grid"),
-            (all(v > 0 for v in (*self.lr_grid, self.lr or 1.0, self.temperature)), "learning rates and temperature must be positive", "fix the values"),
+            (self.lr in (None, ARTIFACT_LR) or (isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool)), f"lr {self.lr!r}", f'give a number or "{ARTIFACT_LR}" (the learned lr the artifact records)'),
+            (all(v > 0 for v in (*self.lr_grid, self.fixed_lr or 1.0, self.temperature, self.zca_eps)), "learning rates, temperature and zca_eps must be positive", "fix the values"),
             (0 < self.holdout_fraction < 1, f"holdout_fraction {self.holdout_fraction}", "use a fraction in (0, 1)"),
             (len(self.seeds) >= 1 and len(set(self.seeds)) == len(self.seeds), f"seeds {self.seeds}", "give distinct seeds, e.g. 0-4"),
         ]
@@ -77,6 +84,11 @@ class Protocol:
             parse_augment(self.augment)
         except RecipeError as exc:
             raise RecipeError(f"bad evaluation protocol: {exc.problem}", exc.fix) from None
+
+    @property
+    def fixed_lr(self) -> float | None:
+        """The protocol's own number, when it gives one (not a grid, not the artifact's)."""
+        return None if self.lr in (None, ARTIFACT_LR) else float(self.lr)
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "Protocol":

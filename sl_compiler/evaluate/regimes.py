@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from ..artifact import dense_from_topk
-from ..data import normalize
+from ..errors import EvaluateError
+from ..data.zca import ZCA, Inputs
 from ..device import autocast
 from .data import Stored
 
@@ -58,7 +59,7 @@ class StoredLabels:
 
 @dataclass
 class TrainingSet:
-    pixels: Stored  # uint8 (N, C, H, W)
+    pixels: Stored  # uint8 (N, C, H, W), or float16/32 images stored in the model's input space (third-party sets)
     targets: torch.Tensor  # int64 (N,) on the device
     num_classes: int
     regime: str
@@ -69,6 +70,12 @@ class TrainingSet:
     host_views: dict[str, torch.Tensor] | None = None  # the same on the CPU, when the images live there
     teacher: torch.nn.Module | None = None  # slkd
     temperature: float = 1.0  # softmax temperature of the teacher's targets (slkd)
+    zca: ZCA | None = None  # whiten uint8 images instead of normalising them (a ZCA protocol)
+
+    @property
+    def inputs(self) -> Inputs:
+        """uint8 -> normalised or whitened float32; float images (already inputs) as they are, in float32."""
+        return Inputs(self.mean, self.std, self.zca)
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -104,8 +111,8 @@ class TrainingSet:
             h_idx = host[0].reshape(-1)
             h_view = None if host[1] is None else host[1].reshape(-1)
         if self.views is not None:
-            return normalize(self._replay(flat, v, h_idx, h_view), self.mean, self.std), self.labels.take(flat, v, host=(h_idx, h_view))
-        x = normalize(self.pixels.take(flat, host=(h_idx,)), self.mean, self.std)
+            return self.inputs(self._replay(flat, v, h_idx, h_view)), self.labels.take(flat, v, host=(h_idx, h_view))
+        x = self.inputs(self.pixels.take(flat, host=(h_idx,)))
         if self.regime == "hl":
             return x, F.one_hot(self.targets[flat], self.num_classes).float()
         if self.regime == "slkd":
@@ -153,9 +160,12 @@ def training_set(
     temperature: float = 1.0,
     fill: str = "uniform",
     on_device: bool | None = None,
+    zca: ZCA | None = None,
 ) -> TrainingSet:
     """A set for ``regime``: uint8 ``pixels`` and stored ``labels`` (a dict as the artifact stores them, or a (N, V, C) tensor).
 
+    ``pixels`` may be float (a set stored in its own input space): used as they are, never
+    normalised or whitened again. ``zca`` whitens uint8 pixels instead of normalising them.
     ``on_device`` forces where the stores live (None: on the device when they fit).
     """
     device = torch.device(device)
@@ -166,6 +176,8 @@ def training_set(
             tensors = {"probs": F.one_hot(torch.as_tensor(targets), num_classes).to(torch.float16).unsqueeze(1)}
         store = StoredLabels(tensors, num_classes, device, fill, on_device)
     per_view = store is not None and store.views > 1 and views is not None
+    if per_view and pixels.dtype != torch.uint8:
+        raise EvaluateError("per-view labels need uint8 images to replay their views on", "store the images as uint8 (slc import --precision uint8)")
     images = Stored(pixels, device, on_device)
     return TrainingSet(
         pixels=images,
@@ -179,4 +191,5 @@ def training_set(
         host_views={k: v.cpu() for k, v in views.items()} if per_view and not images.on_device else None,
         teacher=teacher,
         temperature=temperature,
+        zca=zca,
     )

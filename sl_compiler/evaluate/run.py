@@ -11,6 +11,15 @@ Then every planned cell trains and is tested.
 Images stay uint8 until the batch and labels in their stored form (:mod:`.data`,
 :mod:`.regimes`); file-backed splits are read through the streaming loader.
 
+Input spaces. A protocol with ``zca = true`` whitens every uint8 input (the artifact's images,
+the test and held-out images, the baselines') with the ZCA fitted on the artifact's training
+split (cached); a set stored as float images (:mod:`sl_compiler.importers`) is already in its
+own space and is used as stored, and its recorded space must be the protocol's (else a one-line
+error). A teacher always labels in its own space (random-sl); in slkd it sees the students'
+augmented inputs, so its whitening must be the protocol's. Stored labels made by a ZCA teacher
+under a protocol without ZCA (or the reverse) are allowed, as a choice the row records
+(``zca.labels`` beside ``zca.protocol``).
+
 The cells' students train in fixed groups (:func:`~.trainer.lr_groups`, :func:`~.trainer.seed_groups`:
 one batched group per cell, or one student each), and a student's accuracy depends on its group
 alone. Under torchrun the groups of every cell are dealt round-robin to the ranks, the lr
@@ -39,13 +48,14 @@ from ..data import ImageSet, dataset_key, load_dataset
 from ..data.preprocess import Preprocess
 from ..device import describe, prepare_model
 from ..dist import Team
-from ..errors import EvaluateError, ModelError
+from ..data.zca import ZCA, check_record, zca_for
+from ..errors import DataError, EvaluateError, ModelError
 from ..experts import default_store, resolve
 from ..models import create_model
 from .baselines import holdout_indices, random_images, teacher_labels
 from .data import EvalSet, eval_set
 from .metrics import row_metrics
-from .protocol import Protocol
+from .protocol import ARTIFACT_LR, Protocol
 from .regimes import training_set
 from .tables import write_results
 from .trainer import GroupScore, cell_result, choose_lr, lr_groups, seed_groups, train_groups
@@ -94,6 +104,7 @@ class _Context:
         self._splits: dict[tuple, ImageSet] = {}
         self._baselines: dict[tuple, tuple[dict, dict]] = {}
         self._tests: dict[tuple, EvalSet] = {}
+        self._zca: dict[tuple, ZCA] = {}
 
     def split(self, art: Artifact, split: str) -> ImageSet:
         name = self.dataset or art.manifest["dataset"]["name"]
@@ -124,11 +135,23 @@ class _Context:
             raise EvaluateError(f"the store's checkpoint for {ref} differs from the one that labelled {art.name}", "point --experts at the store the artifact was compiled with")
         return ref, teachers
 
-    def eval_set(self, data: ImageSet, indices, art: Artifact, what: str) -> EvalSet:
-        key = (id(data), None if indices is None else tuple(indices.tolist()), tuple(art.mean), tuple(art.std))
+    def eval_set(self, data: ImageSet, indices, art: Artifact, what: str, zca: ZCA | None = None) -> EvalSet:
+        key = (id(data), None if indices is None else tuple(indices.tolist()), tuple(art.mean), tuple(art.std), zca.id if zca else None)
         if key not in self._tests:
-            self._tests[key] = eval_set(data, indices, art.mean, art.std, self.device, workers=self.workers, skip_bad=self.skip_bad, desc=f"decode {what}")
+            self._tests[key] = eval_set(data, indices, art.mean, art.std, self.device, workers=self.workers, skip_bad=self.skip_bad, desc=f"decode {what}", zca=zca)
         return self._tests[key]
+
+    def zca(self, art: Artifact, eps: float, why: str) -> ZCA:
+        """The ZCA at ``eps`` fitted on the training split of ``art``'s dataset (cached on disk and here)."""
+        name = self.dataset or art.manifest["dataset"]["name"]
+        try:
+            train = self.split(art, "train")
+        except DataError as exc:
+            raise EvaluateError(f"{why} needs a ZCA fitted on the training split of {name}, which cannot be loaded ({exc.problem})", "give --dataset/--data-root a dataset with its train split, or use a protocol without zca") from None
+        key = (id(train), float(eps))
+        if key not in self._zca:
+            self._zca[key] = zca_for(train, eps, self.workers)
+        return self._zca[key]
 
 
 def _short(classes: list[str]) -> str:
@@ -141,6 +164,7 @@ class _Baseline:
     teacher_ref: str | None = None
     teachers: list | None = None
     views: dict | None = None
+    zca: ZCA | None = None  # the teachers' own whitening (random-sl labels in their space)
 
 
 @dataclass
@@ -153,6 +177,8 @@ class _Plan:
     holdout: torch.Tensor | None
     train: ImageSet | None
     slkd: tuple | None
+    zca: ZCA | None = None  # the protocol's whitening of uint8 inputs
+    lr: float | None = None  # the artifact's learned lr, under lr = "artifact"
     baselines: dict[str, _Baseline] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     cell_keys: dict[str, tuple] = field(default_factory=dict)  # table column -> cell (a baseline may be shared)
@@ -234,13 +260,25 @@ def plan_artifact(ctx: _Context, art: Artifact) -> _Plan:
     test = ctx.split(art, "test")
     _check_model(p.model, art)
     own = _own_indices(art)
+    zca = ctx.zca(art, p.zca_eps, f"protocol {p.name} (zca = true)") if p.zca else None
+    if art.image_space is not None:  # float images: already inputs, so the protocol must put the test images in their space
+        theirs = art.image_space["zca"]
+        wanted = f"zca = true, zca_eps = {theirs['eps']:g}" if theirs else "zca = false"
+        _same_space(theirs, zca, f"artifact {art.name}'s float images", f"evaluate it under a protocol with {wanted}: its images are in that space and are never normalised or whitened again")
+    lr = None
+    if p.lr == ARTIFACT_LR:
+        lr = art.learned_lr
+        if lr is None:
+            raise EvaluateError(f'protocol {p.name} takes lr = "artifact", and artifact {art.name} records no learned lr', "import it with the lr its method learned (slc import mtt ... --lr-file lr_best.pt), or pass --lr or --lr-grid")
     slkd = None
     if "slkd" in p.regimes:
         ref, teachers = ctx.teachers(art, "regime slkd")
+        for t in teachers:
+            _same_space(t.zca, zca, f"teacher {t.reference} (slkd labels the students' own inputs)", "run slkd under a protocol with the teacher's whitening (zca = true for a ZCA teacher, false otherwise)")
         slkd = (ref, [t.load("cpu") for t in teachers])  # weights verified and fitted now, moved to the device later
     if "sl" in p.regimes and art.num_views > 1 and not art.views:
         raise EvaluateError(f"artifact {art.name} stores {art.num_views} labels per image but no view parameters to replay", "run slc verify on the artifact")
-    plan = _Plan(art, test, own, None, None, slkd)
+    plan = _Plan(art, test, own, None, None, slkd, zca, lr)
     needs_train = p.lr is None or bool(p.baselines)
     baselines = list(p.baselines)
     if baselines and art.ipc is None:
@@ -261,6 +299,24 @@ def plan_artifact(ctx: _Context, art: Artifact) -> _Plan:
     return plan
 
 
+def _same_space(record: dict | None, zca: ZCA | None, what: str, fix: str) -> None:
+    """``record`` (a float set's or a teacher's whitening) is the protocol's ``zca``: an EvaluateError naming the fix otherwise."""
+    try:
+        check_record(record, zca, what, fix)
+    except DataError as exc:
+        raise EvaluateError(exc.problem, exc.fix) from None
+
+
+def _teacher_zca(ctx: _Context, art: Artifact, teachers: list) -> ZCA | None:
+    """The whitening the teachers label in (their own, whatever the protocol's), or None."""
+    record = teachers[0].zca if teachers else None
+    if record is None:
+        return None
+    zca = ctx.zca(art, float(record["eps"]), f"teacher {teachers[0].reference}")
+    _same_space(record, zca, f"teacher {teachers[0].reference}", "evaluate on the dataset the teacher was trained on")
+    return zca
+
+
 def _check_model(model: str, art: Artifact) -> None:
     """The student architecture exists and can be built for the artifact's images (on the meta device: no memory)."""
     try:
@@ -273,13 +329,14 @@ def _check_model(model: str, art: Artifact) -> None:
 def _plan_baseline(ctx: _Context, plan: _Plan, name: str) -> _Baseline | str:
     """The baseline's images (and teacher), or the reason it cannot run for this artifact."""
     art, p = plan.art, ctx.protocol
-    ref = teachers = views = None
+    ref = teachers = views = zca = None
     if name == "random-sl":
         ref, teachers = ctx.teachers(art, "baseline random-sl", required=False)
         if ref is None:
             return f"artifact {art.name} records no teacher to label random images with; add it with --teacher ARCH@EPOCH[#SEEDS] (and --experts DIR)"
         for t in teachers:
             t.load("cpu")  # the checkpoint is readable, matches its sha256 and fits its architecture
+        zca = _teacher_zca(ctx, art, teachers)
     exclude = [t for t in (plan.own, plan.holdout) if t is not None]
     idx = random_images(plan.train, art.ipc, p.baseline_seed, torch.cat(exclude) if exclude else None)
     if name == "random-sl" and art.views:
@@ -287,7 +344,7 @@ def _plan_baseline(ctx: _Context, plan: _Plan, name: str) -> _Baseline | str:
         if kind in (None, "none"):
             return f"artifact {art.name} has per-view labels but records no view kind to draw the baseline's views with"
         views = _views_like(art, len(idx), kind)
-    return _Baseline(idx, ref, teachers, views)
+    return _Baseline(idx, ref, teachers, views, zca)
 
 
 @dataclass
@@ -315,15 +372,15 @@ def _cells(ctx: _Context, plans: list[_Plan]) -> dict[tuple, _Cell]:
     cells: dict[tuple, _Cell] = {}
     for i, plan in enumerate(plans):
         art = plan.art
-        test = lambda plan=plan: ctx.eval_set(plan.test, None, plan.art, "test")  # noqa: E731
-        holdout = (lambda plan=plan: ctx.eval_set(plan.train, plan.holdout, plan.art, "held-out slice")) if plan.holdout is not None else None
+        test = lambda plan=plan: ctx.eval_set(plan.test, None, plan.art, "test", plan.zca)  # noqa: E731
+        holdout = (lambda plan=plan: ctx.eval_set(plan.train, plan.holdout, plan.art, "held-out slice", plan.zca)) if plan.holdout is not None else None
         for regime in p.regimes:
             cells[("artifact", i, regime)] = _Cell(plan, regime, f"{art.name} {regime}", lambda plan=plan, regime=regime: _regime_set(ctx, plan, regime), test, holdout)
             plan.cell_keys[regime] = ("artifact", i, regime)
         for name, baseline in plan.baselines.items():
             labels_key = json.dumps(art.manifest["labels"], sort_keys=True) if baseline.teacher_ref else None
             views_key = json.dumps(art.manifest.get("recipe", {}), sort_keys=True) if baseline.views else None
-            key = ("baseline", name, art.ipc, baseline.teacher_ref, labels_key, views_key, tuple(baseline.images.tolist()))
+            key = ("baseline", name, art.ipc, baseline.teacher_ref, labels_key, views_key, tuple(baseline.images.tolist()), plan.lr)
             if key not in cells:
                 info = {"selection_seed": p.baseline_seed, "source_indices": baseline.images.tolist(), "teacher": baseline.teacher_ref}
                 cells[key] = _Cell(plan, name, f"{name} ipc {art.ipc}", lambda plan=plan, name=name, baseline=baseline: _baseline_set(ctx, plan, name, baseline), test, holdout, info)
@@ -338,7 +395,7 @@ def _regime_set(ctx: _Context, plan: _Plan, regime: str):
         kwargs = {"labels": art.labels, "views": art.views, "fill": art.manifest["labels"].get("fill") or "uniform"}
     elif regime == "slkd":
         kwargs = {"teacher": Ensemble([prepare_model(m, ctx.device) for m in plan.slkd[1]]), "temperature": p.temperature}
-    return training_set(regime, art.images, art.targets, art.num_classes, art.mean, art.std, ctx.device, **kwargs)
+    return training_set(regime, art.images, art.targets, art.num_classes, art.mean, art.std, ctx.device, zca=plan.zca, **kwargs)
 
 
 def _baseline_set(ctx: _Context, plan: _Plan, name: str, baseline: _Baseline):
@@ -349,9 +406,9 @@ def _baseline_set(ctx: _Context, plan: _Plan, name: str, baseline: _Baseline):
     kwargs = {}
     if name == "random-sl":
         schema = art.manifest["labels"]
-        labels = teacher_labels(baseline.teachers, pixels, baseline.views, art.mean, art.std, ctx.device, schema, art.num_classes)
+        labels = teacher_labels(baseline.teachers, pixels, baseline.views, art.mean, art.std, ctx.device, schema, art.num_classes, zca=baseline.zca)
         kwargs = {"views": baseline.views, "labels": labels, "fill": schema.get("fill") or "uniform"}
-    return training_set("sl" if name == "random-sl" else "hl", pixels, targets, art.num_classes, art.mean, art.std, ctx.device, **kwargs)
+    return training_set("sl" if name == "random-sl" else "hl", pixels, targets, art.num_classes, art.mean, art.std, ctx.device, zca=plan.zca, **kwargs)
 
 
 def _train_cells(ctx: _Context, cells: dict[tuple, _Cell], team: Team) -> None:
@@ -372,7 +429,7 @@ def _train_cells(ctx: _Context, cells: dict[tuple, _Cell], team: Team) -> None:
                 cells[key].lr, cells[key].selection = choose_lr(p, [a for (k, _), got in zip(work, scores) if k == key for a in got.accuracy])
         else:
             for key in keys:
-                cells[key].lr = p.lr
+                cells[key].lr = cells[key].plan.lr if p.lr == ARTIFACT_LR else p.lr
         work = [(key, g) for key in keys for g in seed_groups(p, cells[key].lr, ctx.batched)]
         for (key, _), got in zip(work, _run_groups(ctx, cells, work, "test", team, built)):
             cells[key].accuracies.extend(got.accuracy)
@@ -413,7 +470,7 @@ def _run_groups(ctx: _Context, cells: dict[tuple, _Cell], work: list[tuple], on:
 def _row(ctx: _Context, plan: _Plan, cells: dict[tuple, _Cell]) -> dict:
     """One artifact's row of the results: its cells, baselines, skips and metrics."""
     p, art = ctx.protocol, plan.art
-    test_set = ctx.eval_set(plan.test, None, art, "test")
+    test_set = ctx.eval_set(plan.test, None, art, "test", plan.zca)
     table: dict[str, dict] = {}
     baseline_info = {}
     for name, key in plan.cell_keys.items():
@@ -435,6 +492,9 @@ def _row(ctx: _Context, plan: _Plan, cells: dict[tuple, _Cell]) -> dict:
         "labels": {k: art.manifest["labels"].get(k) for k in ("kind", "views", "k", "temperature")},
         "teachers": [t.get("reference") for t in art.manifest.get("teachers", [])],
         "slkd_teacher": plan.slkd[0] if plan.slkd else None,
+        "zca": {"protocol": plan.zca.record() if plan.zca else None, "labels": (art.manifest["labels"].get("preprocess") or {}).get("zca"), "images": (art.image_space or {}).get("zca")},
+        "images": art.image_space,  # None: uint8 images, normalised or whitened by the protocol
+        "lr_source": "artifact" if p.lr == ARTIFACT_LR else ("holdout" if p.lr is None else "protocol"),
         "cells": table,
         "baselines": baseline_info,
         "skipped": dict(plan.skipped),

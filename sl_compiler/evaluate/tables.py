@@ -156,6 +156,7 @@ def is_a(value, kind: str) -> bool:
         "an integer or null": value is None or (isinstance(value, int) and not isinstance(value, bool)),
         "a number": number,
         "a number or null": value is None or number,
+        'a number, null or "artifact"': value is None or number or value == "artifact",
         "an object": isinstance(value, dict),
         "a list": isinstance(value, list),
     }[kind]
@@ -185,7 +186,7 @@ def check_result(data, where: str) -> dict:
     for key, kind_ in (("name", "a string"), ("model", "a string"), ("epochs", "an integer"), ("batch_size", "an integer"), ("optimizer", "a string"),
                        ("augment", "a string"), ("loss", "a string"), ("seeds", "a list"), ("regimes", "a list"), ("baselines", "a list")):
         f.get(p, "protocol", key, kind_)
-    f.get(p, "protocol", "lr", "a number or null", optional=True)
+    f.get(p, "protocol", "lr", 'a number, null or "artifact"', optional=True)
     if not data["artifacts"]:
         f.fail("artifacts", "is empty: the run evaluated no artifact")
     for i, a in enumerate(data["artifacts"]):

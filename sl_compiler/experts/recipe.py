@@ -42,6 +42,8 @@ class ExpertRecipe:
     label_smoothing: float = 0.0
     crop_scale: tuple[float, float] = SCALE  # random_resized_crop: area fraction of the crop
     crop_ratio: tuple[float, float] = RATIO  # random_resized_crop: aspect ratio range of the crop
+    zca: bool = False  # train on zca(pixels / 255), fitted on the training split (sl_compiler.data.zca)
+    zca_eps: float = 0.1  # kornia's eps, as MTT and no-distillation use it
     source: str = ""  # where the numbers come from
 
     def __post_init__(self):
@@ -58,6 +60,8 @@ class ExpertRecipe:
             (self.crop_padding >= 0, "crop_padding must be >= 0"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (not self.nesterov or self.momentum > 0, "nesterov needs momentum > 0"),
+            (self.zca_eps > 0, "zca_eps must be positive"),
+            (not self.zca or self.augment != "random_resized_crop", "zca whitens tensors; random_resized_crop crops the original files before them: use dsa, crop_flip, flip or none"),
             (len(self.crop_scale) == 2 and 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1, "crop_scale is [low, high] with 0 < low <= high <= 1"),
             (len(self.crop_ratio) == 2 and 0 < self.crop_ratio[0] <= self.crop_ratio[1], "crop_ratio is [low, high] with 0 < low <= high"),
         ]

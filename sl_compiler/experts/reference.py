@@ -83,6 +83,7 @@ class Teacher:
     sha256: str
     test_accuracy: float | None
     preprocess: dict = field(default_factory=dict)
+    zca: dict | None = None  # the ZCA record of a teacher trained on whitened inputs (sl_compiler.data.zca)
 
     @property
     def reference(self) -> str:
@@ -111,6 +112,7 @@ class Teacher:
             "sha256": self.sha256,
             "test_accuracy": self.test_accuracy,
             "preprocess": dict(self.preprocess),
+            **({"zca": dict(self.zca)} if self.zca else {}),
         }
 
 
@@ -150,6 +152,7 @@ def resolve(ref: str | list[Member], store: ExpertStore | str | Path, dataset_in
                     sha256=checkpoint.sha256,
                     test_accuracy=checkpoint.test_accuracy,
                     preprocess=preprocess,
+                    zca=trajectory.zca,
                 )
             )
     return teachers

@@ -192,6 +192,11 @@ class Trajectory:
         """How the experts' inputs are made: resize, crop, interpolation, mean, std (see :func:`preprocess_of`)."""
         return preprocess_of(self.dataset)
 
+    @property
+    def zca(self) -> dict | None:
+        """The ZCA record (``sl_compiler.data.zca``) of a trajectory trained on whitened inputs, else None."""
+        return self.extra.get("zca")
+
     def epochs(self) -> list[float]:
         return [c.epoch for c in self.checkpoints]
 

@@ -53,7 +53,8 @@ from .. import __version__, dist, progress
 from ..augment.basic import crop_flip, random_flip
 from ..augment.dsa import DSA
 from ..augment.resized_crop import RandomResizedCrop, resized_crop_batch
-from ..data import ImageSet, load_dataset, normalize, stream
+from ..data import ImageSet, load_dataset, stream
+from ..data.zca import Inputs, zca_for
 from ..device import autocast, describe, prepare_batch, prepare_model
 from ..dist import Team
 from ..errors import DataError, ExpertError
@@ -93,11 +94,13 @@ class Split:
     """One split as training and evaluation read it: batches of dataset indices -> uint8 pixels and targets on ``device``.
 
     Pixels held in memory stay uint8 and move to the device once, when they fit there; a split of
-    files is streamed (``workers`` decoding processes, default the core count).
+    files is streamed (``workers`` decoding processes, default the core count). ``inputs`` turns a
+    batch into the model's input: normalised (the default) or ZCA-whitened.
     """
 
-    def __init__(self, images: ImageSet, device: torch.device, workers: int | None = None):
+    def __init__(self, images: ImageSet, device: torch.device, workers: int | None = None, inputs: Inputs | None = None):
         self.images, self.device, self.workers = images, device, workers
+        self.inputs = inputs or Inputs(tuple(images.mean), tuple(images.std))
         self.pixels = self.targets = None
         if images.pixels is not None:
             fits = device.type != "cuda" or images.pixels.numel() <= DEVICE_SHARE * torch.cuda.mem_get_info(device)[0]
@@ -186,7 +189,7 @@ def evaluate_accuracy(model: nn.Module, split: Split, indices: torch.Tensor | No
     the batches and the correct counts are summed: every rank gets the whole split's accuracy.
     """
     images, device = split.images, split.device
-    mean, std = mean or images.mean, std or images.std
+    inputs = split.inputs if mean is None else Inputs(tuple(mean), tuple(std))
     idx = torch.arange(len(images)) if indices is None else indices
     batches = team.share(list(idx.split(batch_size)))
     was_training = model.training
@@ -195,7 +198,7 @@ def evaluate_accuracy(model: nn.Module, split: Split, indices: torch.Tensor | No
     with progress.bar(sum(len(b) for b in batches), f"test {images.name}", leave=False) as bar:
         for _, pixels, targets in split.read(batches, decode):
             with autocast(device):
-                logits = model(prepare_batch(normalize(pixels, mean, std), device))
+                logits = model(prepare_batch(inputs(pixels), device))
             correct += (logits.argmax(1) == targets).sum()
             bar.update(len(targets))
     model.train(was_training)
@@ -249,7 +252,7 @@ def training_batches(split: Split, recipe: ExpertRecipe, seed: int, epoch: int, 
     if crops_originals(images, recipe):
         decode = RandomResizedCrop(seed, epoch, images.shape[1], images.shape[0], recipe.crop_scale, recipe.crop_ratio, name=images.source_id)
     for step, b, (idx, pixels, targets) in zip(range(first, last), whole, split.read(batches, decode)):
-        x = normalize(pixels, images.mean, images.std)
+        x = split.inputs(pixels)  # normalised or whitened, then augmented (DSA acts on whitened images, as in MTT)
         rows = ranks.rows(len(b))
         yield augment_batch(x, idx, recipe, seed, epoch, step, decode is not None, None if rows is None else (rows, len(b))), targets
 
@@ -419,7 +422,7 @@ class _Start:
     done: TrainResult | None = None
 
 
-def _start(store, info, arch, seed, recipe: ExpertRecipe, config: RunConfig, force, stop, total_steps, model, device, ranks: Ranks, recipe_file, data: str, steps_per_epoch) -> _Start:
+def _start(store, info, arch, seed, recipe: ExpertRecipe, config: RunConfig, force, stop, total_steps, model, device, ranks: Ranks, recipe_file, data: str, steps_per_epoch, train: Split) -> _Start:
     """Rank 0: what the store holds for this trajectory, and the weights (into ``model``) and momentum to resume from."""
     trajectory = _existing(store, info, arch, seed, recipe, config, force)
     if trajectory is not None and trajectory.complete:
@@ -442,6 +445,7 @@ def _start(store, info, arch, seed, recipe: ExpertRecipe, config: RunConfig, for
             precision="bf16 autocast" if device.type == "cuda" else "fp32",
             memory_format="channels_last" if device.type == "cuda" else "contiguous",
             recipe_file=recipe_file,
+            **({"zca": train.inputs.record()} if train.inputs.zca is not None else {}),
             device=describe(device),
             torch=torch.__version__,
             slc=__version__,
@@ -483,7 +487,7 @@ def _train_locked(store, train: Split, val: ValPass | None, arch, seed, recipe: 
     optimizer = make_optimizer(model, recipe)
     names = {p: name for name, p in model.named_parameters()}
     data = train.describe(crops_originals(train.images, recipe))
-    start = team.on_main(_start, store, info, arch, seed, recipe, config, force, stop, total_steps, model, device, ranks, recipe_file, data, steps_per_epoch)
+    start = team.on_main(_start, store, info, arch, seed, recipe, config, force, stop, total_steps, model, device, ranks, recipe_file, data, steps_per_epoch, train)
     if start.done is not None:
         return start.done
     _restore_momentum(optimizer, {name: p for p, name in names.items()}, start.momentum)
@@ -590,11 +594,12 @@ def train_trajectories(
     create_model(arch, train.num_classes, train.shape[0], train.shape[1])  # an unknown arch fails before any work
     if val_subset is not None and test is None:
         raise ExpertError(f"--val-subset {val_subset} given but {dataset} has no test split", "drop --val-subset")
-    train_split = Split(train, device, workers)
+    inputs = Inputs(tuple(train.mean), tuple(train.std), zca_for(train, recipe.zca_eps, workers) if recipe.zca else None)
+    train_split = Split(train, device, workers, inputs)
     val = None
     if test is not None:
         # tested at the training batch size: the memory a run needs is set by its batch, never by the test split's size
-        val = ValPass(Split(test, device, workers), balanced_subset(test, val_subset) if val_subset is not None else None, recipe.batch_size)
+        val = ValPass(Split(test, device, workers, inputs), balanced_subset(test, val_subset) if val_subset is not None else None, recipe.batch_size)
     results = []
     for seed in seeds:
         result = train_one(store, train_split, val, arch, seed, recipe, every, device, force, stop=epochs, wait=wait, ranks=Ranks(team.rank, team.size), recipe_file=recipe_file, log=log, team=team)

@@ -169,13 +169,53 @@ def as_tensor(obj, what: str, source: SourceFile) -> torch.Tensor:
     return obj.detach().cpu()
 
 
-def to_uint8(images: torch.Tensor, target: Target, where: str) -> tuple[torch.Tensor, dict]:
-    """Normalised float (N, C, H, W) -> uint8 via ``x * std + mean``; uint8 input is kept as is.
+PRECISIONS = ("uint8", "float16", "float32")
 
-    Returns the images and the quantisation record: ``max_abs_error`` over all pixels (clipping
-    included) and ``max_abs_error_in_range`` (at most 0.5/255), both in [0, 1] pixel units, and
-    the ``clipped_fraction`` of values more than half a level outside [0, 1].
+
+def to_float(images: torch.Tensor, target: Target, where: str, precision: str, zca: dict | None) -> tuple[torch.Tensor, dict, dict]:
+    """Float (N, C, H, W) images kept in their own space as float32 (bit-exact from float32 input) or float16.
+
+    Returns the stored images, their space (``{"normalize": {mean, std}}`` with the stated
+    statistics, or ``{"zca": record}``) and the quantisation record: the largest absolute change
+    (0 for float32 from float32 or float16; float16 rounds to 11 significant bits).
     """
+    _check_shape(images, target, where)
+    if not images.dtype.is_floating_point:
+        raise ImporterError(f"{where}: images have dtype {images.dtype}, but --precision {precision} keeps float images", "pass the float tensor the method saved, or --precision uint8")
+    if not bool(torch.isfinite(images).all()):
+        raise ImporterError(f"{where}: images hold NaN or inf", "export the images from a finished, finite run")
+    stored = images.to(torch.float16 if precision == "float16" else torch.float32).contiguous()
+    space = {"normalize": None, "zca": zca} if zca is not None else {"normalize": {"mean": list(target.mean), "std": list(target.std)}, "zca": None}
+    record = {
+        "input": str(images.dtype).removeprefix("torch."),
+        "stored": precision,
+        "max_abs_error": round(float((stored.double() - images.double()).abs().max()), 10),
+        "space": "zca" if zca is not None else "normalized",
+    }
+    return stored, space, record
+
+
+def zca_claim(target: Target, eps: float) -> dict:
+    """The whitening a ZCA-space set says it was made in: kornia's ZCA at ``eps`` on the training split of the target dataset.
+
+    With a data root the split is known, so the record carries the fit's ``id``
+    (:func:`sl_compiler.data.zca.fit_spec`) that an evaluation's own fit must match; without one
+    the id is null and any fit at the same eps on that dataset is accepted (and recorded).
+    """
+    from ..data.zca import INPUT, METHOD, fit_spec, spec_id
+
+    known = "fingerprint" in target.info and target.info.get("split", "train") == "train" and "size" in target.info
+    return {
+        "id": spec_id(fit_spec(target.info, eps)) if known else None,
+        "sha256": None,  # the method's own fit; its tensors were not shipped
+        "eps": float(eps),
+        "input": INPUT,
+        "method": METHOD,
+        "fit": {"dataset": target.info["name"], "split": "train", "by": "the method's code (MTT/no-distillation: kornia ZCAWhitening on ToTensor() images)"},
+    }
+
+
+def _check_shape(images: torch.Tensor, target: Target, where: str) -> None:
     if images.dim() != 4:
         raise ImporterError(f"{where}: images have shape {tuple(images.shape)}", "pass an (N, C, H, W) image tensor")
     if target.shape is not None and tuple(images.shape[1:]) != tuple(target.shape):
@@ -185,6 +225,16 @@ def to_uint8(images: torch.Tensor, target: Target, where: str) -> tuple[torch.Te
         )
     if images.shape[1] != len(target.mean):
         raise ImporterError(f"{where}: images have {images.shape[1]} channels, the normalisation {len(target.mean)}", "pass --mean/--std with one value per channel")
+
+
+def to_uint8(images: torch.Tensor, target: Target, where: str) -> tuple[torch.Tensor, dict]:
+    """Normalised float (N, C, H, W) -> uint8 via ``x * std + mean``; uint8 input is kept as is.
+
+    Returns the images and the quantisation record: ``max_abs_error`` over all pixels (clipping
+    included) and ``max_abs_error_in_range`` (at most 0.5/255), both in [0, 1] pixel units, and
+    the ``clipped_fraction`` of values more than half a level outside [0, 1].
+    """
+    _check_shape(images, target, where)
     if images.dtype == torch.uint8:
         return images.contiguous(), {"input": "uint8", "max_abs_error": 0.0, "max_abs_error_in_range": 0.0, "clipped_fraction": 0.0}
     if not images.dtype.is_floating_point:
@@ -270,10 +320,13 @@ def write_import(
     label_schema: dict | None = None,
     license: str | None = None,
     force: bool = False,
+    image_space: dict | None = None,
+    learned_lr: float | None = None,
 ) -> Path:
     """Write the imported set through ``artifact.write_artifact``; returns the artifact folder.
 
-    ``labels`` is None for hard labels, else ``{"probs": (N, C)}`` or the top-k pair.
+    ``labels`` is None for hard labels, else ``{"probs": (N, C)}`` or the top-k pair;
+    ``image_space`` the space of float images (stored as they are), ``learned_lr`` the lr the set learned.
     """
     from ..artifact import artifact_dirname, write_artifact
 
@@ -296,4 +349,6 @@ def write_import(
         provenance={"format": kind, "normalisation": {"mean": list(target.mean), "std": list(target.std), "source": target.normalisation_source}, **provenance},
         license=license,
         force=force,
+        image_space=image_space,
+        learned_lr=learned_lr,
     )

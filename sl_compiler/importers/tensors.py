@@ -9,8 +9,16 @@ provenance records which rule gave the classes.
 
 MTT's ``distill.py`` saves the synthetic images as one normalised float tensor and the labels as
 int64 class indices; DATM saves learned soft labels as logits; ``lr_best.pt`` holds the learned
-student learning rate as a 0-d tensor, recorded in the manifest's recipe as ``lr``. ZCA-whitened
-runs must be imported from their un-whitened ``images_zca_*.pt``, which MTT also saves.
+student learning rate (``syn_lr``) as a 0-d tensor, recorded as the manifest's ``learned_lr``
+(and, as before, the recipe's ``lr``) for a protocol with ``lr = "artifact"``.
+
+Precision. By default float images are quantised to uint8 (``to_uint8``: at most 0.5/255 in
+range, clipping recorded). ``precision="float32"`` (or ``"float16"``) keeps them as floats in
+their own space (format 1.1): float32 input is stored bit for bit, float16 rounds to 11
+significant bits. A run with ``--zca`` saves ``images_best.pt`` in ZCA space: import it with
+``zca=0.1`` (kornia's eps), which keeps float32 by default and records the whitening, so that an
+evaluation under a ZCA protocol feeds the images as they are and whitens only the test images.
+(MTT's ``images_zca_*.pt`` are the same images un-whitened into [0, 1] pixels, not normalised.)
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import numpy as np
 import torch
 
 from ..errors import ImporterError
-from .common import SourceFile, Target, as_tensor, interpret_labels, load_torch, read_file, target_dataset, to_uint8, write_import
+from .common import PRECISIONS, SourceFile, Target, as_tensor, interpret_labels, load_torch, read_file, target_dataset, to_float, to_uint8, write_import, zca_claim
 
 
 def import_mtt(
@@ -41,8 +49,15 @@ def import_mtt(
     name: str | None = None,
     version: str = "1.0.0",
     force: bool = False,
+    precision: str | None = None,
+    zca: float | None = None,
 ) -> Path:
-    """Import an MTT/TESLA/DATM result (soft labels welcome) into an artifact; returns its folder."""
+    """Import an MTT/TESLA/DATM result (soft labels welcome) into an artifact; returns its folder.
+
+    ``precision`` ``uint8`` (default), ``float16`` or ``float32`` (default with ``zca``); ``zca``
+    the eps of the ZCA whitening the images are in (None: normalised).
+    """
+    precision = check_precision(precision, zca)
     target = target_dataset(dataset, data_root, mean, std)
     recipe = {}
     files = [read_file(images, "images"), read_file(labels, "labels")]
@@ -53,7 +68,19 @@ def import_mtt(
             raise ImporterError(f"{lr_source.path.name}: the learning rate is {tuple(lr.shape)} {lr.dtype}, not one positive number", "pass the lr_best.pt that MTT saved")
         recipe["lr"] = float(lr.reshape(()))
         files.append(lr_source)
-    return _import_pair("mtt", files, target, recipe, out=out, name=name, version=version, force=force)
+    return _import_pair("mtt", files, target, recipe, out=out, name=name, version=version, force=force, precision=precision, zca=zca, learned_lr=recipe.get("lr"))
+
+
+def check_precision(precision: str | None, zca: float | None) -> str:
+    """The storage precision asked for (default: uint8, float32 for ZCA-space images), refused where it cannot hold the images."""
+    if zca is not None and not zca > 0:
+        raise ImporterError(f"--zca {zca} is not a positive eps", "pass kornia's eps of the run, 0.1 in MTT and no-distillation")
+    precision = precision or ("float32" if zca is not None else "uint8")
+    if precision not in PRECISIONS:
+        raise ImporterError(f"unknown precision {precision!r}", f"use one of {', '.join(PRECISIONS)}")
+    if zca is not None and precision == "uint8":
+        raise ImporterError("ZCA-whitened images are not pixels: uint8 cannot hold them", "pass --precision float32 (exact) or float16")
+    return precision
 
 
 TARGET_RULES = ("class-major", "argmax")
@@ -72,13 +99,17 @@ def import_tensor(
     name: str | None = None,
     version: str = "1.0.0",
     force: bool = False,
+    precision: str | None = None,
+    zca: float | None = None,
 ) -> Path:
     """Import a plain (N, C, H, W) image tensor and its (N,) or (N, C) label tensor.
 
     ``targets`` decides each image's class: None (hard labels give it; soft labels are read
     class-major when N is a multiple of the class count), ``"class-major"``, ``"argmax"``, or a
-    file (a ``.pt`` tensor or ``.npy`` array of N class indices).
+    file (a ``.pt`` tensor or ``.npy`` array of N class indices). ``precision`` and ``zca`` as
+    for :func:`import_mtt`.
     """
+    precision = check_precision(precision, zca)
     target = target_dataset(dataset, data_root, mean, std)
     files = [read_file(images, "images"), read_file(labels, "labels")]
     if targets is not None and str(targets) not in TARGET_RULES:
@@ -93,7 +124,7 @@ def import_tensor(
 
     return write_tensors(
         "tensor", x, y, target, files=files, recipe={}, images_from=files[0].path.name, labels_from=where,
-        out=out, name=name, version=version, force=force, classes=classes,
+        out=out, name=name, version=version, force=force, classes=classes, precision=precision, zca=zca,
     )
 
 
@@ -173,14 +204,22 @@ def write_tensors(
     force: bool,
     extra: dict | None = None,
     classes=None,
+    precision: str = "uint8",
+    zca: float | None = None,
+    learned_lr: float | None = None,
 ) -> Path:
     """The shared tail of every tensor importer: check, de-normalise, interpret labels, write.
 
     ``images_from``/``labels_from`` name where the tensors came from, in errors and source ids.
     ``classes(own, given) -> (classes or None, record)`` decides the class of each image (default:
     the label's own, the argmax for soft labels); its record goes to the provenance as ``targets``.
+    ``precision`` float16/float32 keeps the images as floats in their space (``zca``: its eps).
     """
-    pixels, quantisation = to_uint8(x, target, images_from)
+    space = None
+    if precision == "uint8":
+        pixels, quantisation = to_uint8(x, target, images_from)
+    else:
+        pixels, space, quantisation = to_float(x, target, images_from, precision, zca_claim(target, zca) if zca is not None else None)
     targets, probs, given = interpret_labels(y, len(pixels), target.num_classes, labels_from)
     if classes is not None:
         chosen, record = classes(targets, given)
@@ -207,4 +246,6 @@ def write_tensors(
         recipe=recipe,
         label_schema={"source": given},
         force=force,
+        image_space=space,
+        learned_lr=learned_lr,
     )

@@ -23,7 +23,8 @@ from typing import Iterator, Protocol, Sequence
 
 import torch
 
-from ..data import ImageSet, Stream, normalize, stream
+from ..data import ImageSet, Stream, stream
+from ..data.zca import ZCA, Inputs
 from ..device import prepare_batch, resolve_device
 from ..errors import ExpertError
 from ..progress import bar
@@ -67,15 +68,17 @@ class Ensemble:
     """The teachers of one ensemble, all loaded on ``device``: ``ensemble(uint8 batch)`` -> averaged logits.
 
     ``teachers`` are :class:`sl_compiler.experts.Teacher` (anything with ``load(device)`` and
-    ``reference``); ``mean``/``std`` their shared input normalisation.
+    ``reference``); ``mean``/``std`` their shared input normalisation, or ``zca`` the whitening
+    they were trained with (then their input is ``zca(pixels / 255)``).
     """
 
-    def __init__(self, teachers: Sequence, mean: Sequence[float], std: Sequence[float], device: str | torch.device = "auto"):
+    def __init__(self, teachers: Sequence, mean: Sequence[float], std: Sequence[float], device: str | torch.device = "auto", zca: ZCA | None = None):
         self.teachers = list(teachers)
         if not self.teachers:
             raise ExpertError("no teachers to label with", "name at least one teacher, e.g. --teacher convnet_d3@20")
         self.device = resolve_device(device)
         self.mean, self.std = tuple(mean), tuple(std)
+        self.inputs = Inputs(self.mean, self.std, zca)
         self.models = [t.load(self.device).float() for t in self.teachers]
 
     @property
@@ -86,7 +89,7 @@ class Ensemble:
         """float32 (B, C) logits on the device, the mean over members, for uint8 (B, C, H, W) ``pixels``."""
         single = len(pixels) == 1
         with full_precision(self.device):
-            x = normalize(prepare_batch(pixels, self.device), self.mean, self.std)
+            x = self.inputs(prepare_batch(pixels, self.device))
             if single:
                 x = torch.cat([x, x])
             outs = [model(x).float() for model in self.models]
@@ -104,9 +107,9 @@ class Ensemble:
         return total[:1] if single else total
 
 
-def as_ensemble(teachers: Sequence | Ensemble, mean: Sequence[float], std: Sequence[float], device: str | torch.device = "auto") -> Ensemble:
+def as_ensemble(teachers: Sequence | Ensemble, mean: Sequence[float], std: Sequence[float], device: str | torch.device = "auto", zca: ZCA | None = None) -> Ensemble:
     """``teachers`` loaded as an :class:`Ensemble`; one already loaded is used as it is."""
-    return teachers if isinstance(teachers, Ensemble) else Ensemble(teachers, mean, std, device)
+    return teachers if isinstance(teachers, Ensemble) else Ensemble(teachers, mean, std, device, zca)
 
 
 def run_teachers(ensemble: Ensemble, images: Stream | ImageBatches | torch.Tensor, batch_size: int = 256) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -134,6 +137,7 @@ def teacher_logits(
     batch_size: int = 256,
     *,
     workers: int | None = None,
+    zca: ZCA | None = None,
 ) -> torch.Tensor:
     """Ensemble-averaged float32 logits (N, C) on the CPU of uint8 ``images``, with a progress bar.
 
@@ -142,7 +146,7 @@ def teacher_logits(
     the core count). Every teacher runs on each batch (see :class:`Ensemble`); an ``Ensemble``
     given as ``teachers`` is used as it is (its own normalisation and device).
     """
-    ensemble = as_ensemble(teachers, mean, std, device)
+    ensemble = as_ensemble(teachers, mean, std, device, zca)
     n = len(images)
     if n == 0:
         raise ExpertError("no images to label", "select at least one image")

@@ -96,7 +96,7 @@ def _evaluation(evals: list[Input]) -> str:
 
 
 def _protocol_text(p: dict) -> str:
-    lr = f"lr {p['lr']:g}" if p.get("lr") is not None else f"lr chosen from {', '.join(f'{x:g}' for x in p.get('lr_grid') or [])} on a held-out slice"
+    lr = "the artifact's learned lr" if p.get("lr") == "artifact" else f"lr {p['lr']:g}" if p.get("lr") is not None else f"lr chosen from {', '.join(f'{x:g}' for x in p.get('lr_grid') or [])} on a held-out slice"
     return f"{p['model']}, {p['epochs']} epochs, batch {p['batch_size']}, {p['optimizer']}, {lr}, augment {p['augment']}, loss {p['loss']}"
 
 

@@ -92,6 +92,8 @@ def ce_scores(
     path = scores_path(images.fingerprint(), members)
     n = len(images)
     key = {"size": n, "shape": list(images.shape), "mean": [round(float(m), 6) for m in mean], "std": [round(float(s), 6) for s in std]}
+    if isinstance(teachers, Ensemble) and teachers.inputs.zca is not None:  # whitened inputs: another score per image
+        key["zca"] = teachers.inputs.zca.id
     spans = score_chunks(n, chunk or SCORE_CHUNK)
     with team.together():
         whole = found = todo = result = None
