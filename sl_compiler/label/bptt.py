@@ -53,15 +53,16 @@ def unroll(model: torch.nn.Module, params: dict, buffers: dict, images: torch.Te
     no graph of them is kept. ``batches[t]`` (optional) are the rows of inner step t.
     """
     start = steps - window
-    for t in range(steps):
-        keep = t >= start
-        if t <= start:  # a fresh leaf: the graph of what follows starts here
-            params = {k: v.detach().requires_grad_() for k, v in params.items()}
-        rows = None if batches is None else batches[t]
-        x, y = (images, probs) if rows is None else (images[rows], probs[rows])
-        loss = soft_cross_entropy(functional_call(model, (params, buffers), (x,)), y if keep else y.detach())
-        grads = torch.autograd.grad(loss, list(params.values()), create_graph=keep)
-        params = {k: v - lr * g for (k, v), g in zip(params.items(), grads)}
+    with torch.enable_grad():  # the inner steps need gradients even where the caller wants none
+        for t in range(steps):
+            keep = t >= start
+            if t <= start:  # a fresh leaf: the graph of what follows starts here
+                params = {k: v.detach().requires_grad_() for k, v in params.items()}
+            rows = None if batches is None else batches[t]
+            x, y = (images, probs) if rows is None else (images[rows], probs[rows])
+            loss = soft_cross_entropy(functional_call(model, (params, buffers), (x,)), y if keep else y.detach())
+            grads = torch.autograd.grad(loss, list(params.values()), create_graph=keep)
+            params = {k: v - lr * g for (k, v), g in zip(params.items(), grads)}
     return params
 
 
