@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,6 +22,7 @@ from sl_compiler.recipe import Recipe
 from sl_compiler.select import random_per_class
 
 TINY = "synthetic:classes=4,size=16,train=12,test=6"  # tests/conftest.py TINY
+ROOT = Path(__file__).resolve().parents[1]
 SEPARABLE = "synthetic:classes=3,size=8,train=24,test=6"
 MLP = "bptt_test_mlp"  # a student small enough that a test unrolls it in milliseconds
 
@@ -290,3 +292,23 @@ def test_cli_compiles_and_evaluate_skips_random_sl_with_the_reason(tmp_path, cap
     row = evaluate([out], p, device="cpu")["artifacts"][0]
     assert set(row["cells"]) == {"sl", "hl", "random-hl"}
     assert "records no teacher" in row["skipped"]["random-sl"]
+
+
+def test_the_cifar10_benchmark_runs_end_to_end_on_tiny_data(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bptt_cifar10", ROOT / "benchmarks" / "bptt_cifar10.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    quick = {"bptt": {"bptt_model": MLP, "bptt_steps": 3, "bptt_window": 2, "bptt_outer_steps": 3, "bptt_batch": 16}, "student_epochs": 1, "seeds": [0]}
+    monkeypatch.setitem(bench.SETTINGS, "quick", quick)
+    results = tmp_path / "bptt.json"
+    argv = ["--quick", "--dataset", TINY, "--ipcs", "1,2", "--protocol", str(ROOT / "recipes" / "eval" / "synthetic.toml"), "--out", str(tmp_path / "work"), "--results", str(results), "--device", "cpu"]
+    assert bench.main(argv) == 0
+    result = json.loads(results.read_text())
+    assert set(result["ipc"]) == {"1", "2"} and set(result["held"]) == {"1", "2"}
+    row = result["ipc"]["1"]
+    assert row["gain_points"] == pytest.approx(row["bptt_labels"]["mean"] - row["hard_labels"]["mean"], abs=0.02)
+    assert [f["target"] for f in result["figures"]] == ["> 0", "> 0"]
+    assert "| 1 |" in capsys.readouterr().out
+    assert bench.main(argv) == 0  # a rerun reuses the artifacts
