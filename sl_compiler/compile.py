@@ -13,6 +13,9 @@ form (float16), and the writer reads each image's encoded bytes once, when it wr
 
 The data is decoded as the teachers saw it in training (their ``preprocess``: resize, crop,
 interpolation, normalisation), and the manifest records it in ``labels.preprocess``.
+
+A recipe with ``labeler = "bptt"`` needs no teacher: :func:`compile_bptt` learns the labels of
+the randomly selected images by truncated BPTT on the real data (``label/bptt.py``).
 """
 
 from __future__ import annotations
