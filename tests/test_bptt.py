@@ -163,7 +163,7 @@ def objective(recipe: Recipe, logits: torch.Tensor, images: torch.Tensor, data, 
 
 
 def test_the_outer_loss_goes_down_on_a_separable_set():
-    recipe = bptt(dataset=SEPARABLE, ipc=1, bptt_steps=8, bptt_window=4, bptt_lr=0.2, bptt_label_lr=0.1, bptt_outer_steps=40, bptt_batch=32)
+    recipe = bptt(dataset=SEPARABLE, ipc=1, bptt_steps=8, bptt_window=4, bptt_lr=1.0, bptt_label_lr=0.1, bptt_outer_steps=40, bptt_batch=32)
     data = load_dataset(SEPARABLE, None, "train")
     idx = random_per_class(data.targets, data.classes, 1, 0)
     learned = learn_labels(recipe, data.pixels[idx], data.targets[idx], data, torch.device("cpu"), workers=0)
