@@ -1,7 +1,8 @@
 """Do labels learned by truncated BPTT beat hard labels on the same images? (issue 13; Qin et al. 2024, Section 5.2)
 
-    .venv/bin/python benchmarks/bptt_cifar10.py --quick   # reduced CPU settings (below), about 10 minutes on 2 cores
+    .venv/bin/python benchmarks/bptt_cifar10.py --quick   # reduced CPU settings (below), about 25 CPU-minutes (2 idle cores: ~15 min)
     .venv/bin/python benchmarks/bptt_cifar10.py           # fuller settings, for a GPU
+    .venv/bin/python benchmarks/bptt_cifar10.py --quick --time-step   # only one outer step per IPC: its cost
 
 For each IPC (1 and 10) compiles CIFAR-10 (../shared/data, the JPEG copy) with `--labeler bptt`
 (random real images, selection seed 0, labels learned without an expert), then trains students
@@ -24,9 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 PROTOCOL = ROOT / "recipes" / "eval" / "cifar10.toml"
-# quick: a CPU reduction, chosen so that both IPCs compile and evaluate in about 10 minutes on 2
-# cores (short unrolls, a few dozen outer steps, 100-epoch students, 2 seeds). full: the recipe
-# defaults of `--labeler bptt` (docs/bptt.md) with more outer steps and the protocol's students.
+# quick: a CPU reduction (short unrolls, a few dozen outer steps, 100-epoch students, 2 seeds):
+# one outer step measured 9.5 CPU s at IPC 1 and 23 at IPC 10 (docs/bptt.md, Cost), so both IPCs
+# compile in about 20 CPU-minutes. full: the recipe defaults of `--labeler bptt` with more outer
+# steps and the protocol's students (about 100 CPU s per outer step at IPC 10: a GPU's work).
 SETTINGS = {
     "quick": {
         "bptt": {"bptt_steps": 10, "bptt_window": 5, "bptt_lr": 0.01, "bptt_label_lr": 0.05, "bptt_outer_steps": 40, "bptt_batch": 128},
@@ -90,6 +92,35 @@ def run(mode: str, dataset: str, data_root: str | None, ipcs: list[int], out: Pa
     }
 
 
+def time_step(mode: str, dataset: str, data_root: str | None, ipcs: list[int], device: str) -> dict:
+    """One outer step per IPC at the mode's settings: CPU seconds (all threads), wall seconds, peak RSS."""
+    import resource
+
+    import torch
+
+    from sl_compiler.data import load_dataset, normalize
+    from sl_compiler.device import resolve_device
+    from sl_compiler.label.bptt import initial_logits, label_gradient, real_batches, student, syn_batches
+    from sl_compiler.recipe import Recipe
+    from sl_compiler.select import random_per_class
+
+    device = resolve_device(device)
+    data = load_dataset(dataset, data_root, "train")
+    rows = {}
+    for ipc in ipcs:
+        recipe = Recipe(dataset=dataset, ipc=ipc, labeler="bptt", **{**SETTINGS[mode]["bptt"], "bptt_outer_steps": 1})
+        idx = random_per_class(data.targets, data.classes, ipc, 0)
+        x = normalize(data.images(idx).to(device), data.mean, data.std)
+        real = torch.tensor(real_batches(recipe, len(data))[0])
+        rx, ry = normalize(data.images(real).to(device), data.mean, data.std), data.targets[real].to(device)
+        model, params, buffers = student(recipe.bptt_model, data.num_classes, data.shape, 0, 0, device)
+        cpu, wall = time.process_time(), time.perf_counter()
+        loss, _ = label_gradient(model, params, buffers, x, initial_logits(data.targets[idx], data.num_classes).to(device), rx, ry, steps=recipe.bptt_steps, window=recipe.bptt_window, lr=recipe.bptt_lr, batches=syn_batches(recipe, len(idx), 0, device))
+        float(loss)  # wait for the device
+        rows[str(ipc)] = {"cpu_s": round(time.process_time() - cpu, 1), "wall_s": round(time.perf_counter() - wall, 1), "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)}
+    return {"benchmark": "bptt_cifar10", "mode": mode, "dataset": dataset, "bptt": SETTINGS[mode]["bptt"], "threads": torch.get_num_threads(), "one_outer_step": rows}
+
+
 def _cell(cell: dict) -> dict:
     """Accuracy in percent: mean, std and each seed's."""
     pct = lambda v: None if v is None else round(100 * v, 2)  # noqa: E731
@@ -125,9 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=RESULTS / "bptt_cifar10.json")
     parser.add_argument("--protocol", type=Path, default=PROTOCOL)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--time-step", action="store_true", help="only time one outer step per IPC (printed as JSON; nothing written)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     data_root = None if args.dataset.startswith("synthetic") else args.data_root
+    if args.time_step:
+        print(json.dumps(time_step("quick" if args.quick else "full", args.dataset, data_root, [int(i) for i in args.ipcs.split(",")], args.device), indent=2))
+        return 0
     result = run("quick" if args.quick else "full", args.dataset, data_root, [int(i) for i in args.ipcs.split(",")], args.out, args.device, args.protocol)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")

@@ -294,12 +294,18 @@ def test_cli_compiles_and_evaluate_skips_random_sl_with_the_reason(tmp_path, cap
     assert "records no teacher" in row["skipped"]["random-sl"]
 
 
-def test_the_cifar10_benchmark_runs_end_to_end_on_tiny_data(tmp_path, monkeypatch, capsys):
+def benchmark():
+    """benchmarks/bptt_cifar10.py as a module (benchmarks/ is no package)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("bptt_cifar10", ROOT / "benchmarks" / "bptt_cifar10.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_the_cifar10_benchmark_runs_end_to_end_on_tiny_data(tmp_path, monkeypatch, capsys):
+    bench = benchmark()
     quick = {"bptt": {"bptt_model": MLP, "bptt_steps": 3, "bptt_window": 2, "bptt_outer_steps": 3, "bptt_batch": 16}, "student_epochs": 1, "seeds": [0]}
     monkeypatch.setitem(bench.SETTINGS, "quick", quick)
     results = tmp_path / "bptt.json"
@@ -312,3 +318,11 @@ def test_the_cifar10_benchmark_runs_end_to_end_on_tiny_data(tmp_path, monkeypatc
     assert [f["target"] for f in result["figures"]] == ["> 0", "> 0"]
     assert "| 1 |" in capsys.readouterr().out
     assert bench.main(argv) == 0  # a rerun reuses the artifacts
+
+
+def test_the_benchmark_times_one_outer_step(tmp_path, monkeypatch, capsys):
+    bench = benchmark()
+    monkeypatch.setitem(bench.SETTINGS, "quick", {"bptt": {"bptt_model": MLP, "bptt_steps": 3, "bptt_window": 2, "bptt_batch": 16, "bptt_syn_batch": 3}, "student_epochs": 1, "seeds": [0]})
+    assert bench.main(["--quick", "--time-step", "--dataset", TINY, "--ipcs", "1,2", "--device", "cpu"]) == 0
+    rows = json.loads(capsys.readouterr().out)["one_outer_step"]
+    assert set(rows) == {"1", "2"} and all(r["cpu_s"] >= 0 and r["peak_rss_gb"] > 0 for r in rows.values())
