@@ -13,6 +13,9 @@ form (float16), and the writer reads each image's encoded bytes once, when it wr
 
 The data is decoded as the teachers saw it in training (their ``preprocess``: resize, crop,
 interpolation, normalisation), and the manifest records it in ``labels.preprocess``.
+
+A recipe with ``labeler = "bptt"`` needs no teacher: :func:`compile_bptt` learns the labels of
+the randomly selected images by truncated BPTT on the real data (``label/bptt.py``).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from .data import ImageSet, dataset_key, load_dataset, stream
 from .progress import bar
 from .device import describe
 from .dist import Team
-from .errors import ArtifactError, DataError, ExpertError
+from .errors import ArtifactError, DataError, ExpertError, RecipeError
 from .experts import default_store, format_reference, parse_reference, resolve
 from .label import PRECISION, AugmentedViews, Ensemble, LabelPieces, check_topk, label_spans, sample_views, stored_labels
 from .label.pieces import indices_digest, pieces_key
@@ -79,6 +82,8 @@ def compile_artifact(
     artifact, which is byte-identical at any world size. Finished score chunks and label batches
     are kept, so a killed run resumes from them.
     """
+    if recipe.labeler == "bptt":
+        return compile_bptt(recipe, device=device, out=out, force=force, workers=workers, skip_bad=skip_bad)
     team = dist.team()
     with team.together():
         members = parse_reference(recipe.teacher)
@@ -128,6 +133,63 @@ def compile_artifact(
             picked.pieces.clear()
         team.barrier()  # every rank returns once the artifact exists (or raises with rank 0's error)
     return out
+
+
+def compile_bptt(recipe: Recipe, *, device: str | torch.device = "auto", out: str | Path | None = None, force: bool = False, workers: int | None = None, skip_bad: bool = False) -> Path:
+    """``labeler = "bptt"``: the recipe's random images with labels learned by truncated BPTT (``label/bptt.py``), no teacher.
+
+    Every check runs before the unroll: one process, the output folder, the dataset, top-k, IPC and
+    the student model for the data. The manifest records no teachers (``slc evaluate`` skips its
+    random-sl baseline with the reason) and the settings in ``labels.bptt``.
+    """
+    from .label.bptt import learn_labels, settings
+    from .models import create_model
+
+    if dist.team().distributed:
+        raise RecipeError("--labeler bptt runs in one process", "run slc compile without torchrun")
+    if skip_bad:
+        raise RecipeError("--skip-bad applies only to teacher labels", "drop --skip-bad, or remove the undecodable files")
+    out = Path(out) if out is not None else default_out(recipe)
+    if out.exists() and not force:
+        raise ArtifactError(f"{out} already exists", "pick another --out, bump --version, or pass --force to replace it")
+    device = dist.device(device)
+    data = load_dataset(recipe.dataset, recipe.data_root, recipe.split)
+    info = data.info()
+    check_topk(recipe.topk, data.num_classes)
+    create_model(recipe.bptt_model, data.num_classes, data.shape[0], data.shape[1])  # an unknown or too-small student fails here
+    indices = random_per_class(data.targets, data.classes, recipe.ipc, recipe.seed)
+    pixels = data.images(indices)
+    learned = learn_labels(recipe, pixels, data.targets[indices], data, device, workers=dist.workers(workers))
+    labels = {name: value[:, None] for name, value in stored_labels(learned.logits, 1.0, recipe.topk).items()}
+    schema = {
+        "temperature": 1.0,
+        "teacher": None,
+        "labeler": "bptt",
+        "logits": "learned by truncated BPTT without a teacher (labels.bptt), float32, then softmax",
+        "precision": PRECISION,
+        "preprocess": preprocess_of(info),
+        "augment": "none",
+        "bptt": settings(recipe, len(indices), len(data), learned),
+    }
+    if recipe.topk is not None:
+        schema["fill"] = "uniform"
+    return write_artifact(
+        out,
+        name=recipe.artifact_name,
+        version=recipe.version,
+        dataset=info,
+        images=SourceBytes(data, indices) if data.sources is not None else pixels,
+        targets=data.targets[indices],
+        source_ids=[data.source_id(i) for i in indices.tolist()],
+        labels=labels,
+        label_schema=schema,
+        recipe={k: v for k, v in recipe.to_dict().items() if k != "data_root"},
+        teachers=[],
+        selection={"strategy": recipe.select, "seed": recipe.seed, "source_indices": indices.tolist(), "source_ids": [data.source_id(i) for i in indices.tolist()]},
+        provenance={"tool": f"slc {__version__}", "torch": torch.__version__, "device": describe(device)},
+        ipc=recipe.ipc,
+        force=force,
+    )
 
 
 # ---- preprocessing -------------------------------------------------------------------------------

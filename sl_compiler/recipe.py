@@ -24,6 +24,19 @@ SELECT_STRATEGIES = ("random", "ce-quantile")
 AUGMENTS = ("none", "cutmix", "rrc", "cutmix+rrc")
 QUANTILES = 10  # ce-quantile cuts each class into deciles (the paper's Appendix B)
 SPLITS = ("train", "test")
+LABELERS = ("teacher", "bptt")
+# labels learned by truncated BPTT (docs/bptt.md): the recipe records every setting, defaults filled in
+BPTT_DEFAULTS = {
+    "bptt_model": "convnet_d3",  # the student unrolled in the inner loop
+    "bptt_steps": 50,  # T: inner SGD steps per outer step
+    "bptt_window": 20,  # M: the last M inner steps keep their graph (truncation)
+    "bptt_lr": 0.01,  # inner SGD learning rate
+    "bptt_label_lr": 0.01,  # Adam learning rate of the label logits
+    "bptt_outer_steps": 500,
+    "bptt_batch": 256,  # real training images per outer loss
+    "bptt_syn_batch": 256,  # distilled images per inner step (all of them when fewer)
+    "bptt_clip": 1.0,  # max L2 norm of the label-logit gradient
+}
 
 
 @dataclass(frozen=True)
@@ -32,7 +45,7 @@ class Recipe:
 
     dataset: str
     ipc: int
-    teacher: str
+    teacher: str | None = None  # required, except with labeler "bptt", which needs no expert
     data_root: str | None = None
     split: str = "train"
     select: str = "random"
@@ -44,10 +57,30 @@ class Recipe:
     seed: int = 0  # selection draws, and augmented views per (seed, sample key, view index)
     name: str | None = None  # default: derived from dataset, ipc and teacher (artifact_name)
     version: str = "1.0.0"
+    labeler: str | None = None  # None: teacher soft labels; "bptt": labels learned by truncated BPTT
+    bptt_model: str | None = None  # the bptt_* keys: labeler "bptt" only (BPTT_DEFAULTS)
+    bptt_steps: int | None = None
+    bptt_window: int | None = None
+    bptt_lr: float | None = None
+    bptt_label_lr: float | None = None
+    bptt_outer_steps: int | None = None
+    bptt_batch: int | None = None
+    bptt_syn_batch: int | None = None
+    bptt_clip: float | None = None
 
     def __post_init__(self):
         for f in fields(self):
             _check_type(f.name, getattr(self, f.name), f.type)
+        if self.labeler == "teacher":  # the default, left out so that teacher recipes keep their bytes
+            object.__setattr__(self, "labeler", None)
+        if self.labeler is not None:
+            self._check_bptt()
+        elif self.teacher is None:
+            raise RecipeError("no teacher given", "pass --teacher ARCH@EPOCH[#SEEDS], or --labeler bptt to learn labels without one")
+        else:
+            given = [k for k in BPTT_DEFAULTS if getattr(self, k) is not None]
+            if given:
+                raise RecipeError(f"{', '.join(given)} apply only to --labeler bptt", "drop them, or pass --labeler bptt")
         object.__setattr__(self, "temperature", float(self.temperature))  # 2 and 2.0 write the same bytes
         if self.ipc < 1:
             raise RecipeError(f"ipc must be at least 1, got {self.ipc}", "pass --ipc 1 or more")
@@ -80,18 +113,54 @@ class Recipe:
             raise RecipeError("seeds must be non-negative", "pass --seed S with S >= 0")
         from .experts.reference import parse_reference
 
-        parse_reference(self.teacher)  # a bad reference fails here, before any work (ExpertError)
+        if self.teacher is not None:
+            parse_reference(self.teacher)  # a bad reference fails here, before any work (ExpertError)
         if not SEMVER_RE.match(self.version):
             raise RecipeError(f"bad version {self.version!r}", "use a semantic version such as 1.0.0")
         if self.name is not None and not NAME_RE.match(self.name):
             raise RecipeError(f"bad name {self.name!r}", "use lowercase letters, digits, '-' and '_'")
 
+    def _check_bptt(self) -> None:
+        """Labeler "bptt": a known name, no teacher-only keys, every setting in range; defaults filled in."""
+        if self.labeler not in LABELERS:
+            raise RecipeError(f"unknown labeler {self.labeler!r}", f"use --labeler {' or '.join(LABELERS)}")
+        teacher_only = [
+            flag
+            for flag, given in (
+                ("--teacher", self.teacher is not None),
+                ("--temperature", self.temperature != 1.0),
+                ("--views/--augment", self.views != 0 or self.augment != "none"),
+                ("--select ce-quantile", self.select != "random"),
+            )
+            if given
+        ]
+        if teacher_only:
+            raise RecipeError(f"--labeler bptt learns labels without a teacher, so {', '.join(teacher_only)} cannot apply", f"drop {', '.join(teacher_only)}, or leave out --labeler bptt")
+        for key, default in BPTT_DEFAULTS.items():
+            if getattr(self, key) is None:
+                object.__setattr__(self, key, float(default) if isinstance(default, float) else default)
+            elif isinstance(default, float):
+                object.__setattr__(self, key, float(getattr(self, key)))  # 1 and 1.0 write the same bytes
+        flag = lambda key: "--" + key.replace("_", "-")  # noqa: E731
+        for key in ("bptt_steps", "bptt_window", "bptt_outer_steps", "bptt_batch", "bptt_syn_batch"):
+            if getattr(self, key) < 1:
+                raise RecipeError(f"{key} must be at least 1, got {getattr(self, key)}", f"pass {flag(key)} 1 or more")
+        if self.bptt_window > self.bptt_steps:
+            raise RecipeError(
+                f"bptt_window {self.bptt_window} is more than bptt_steps {self.bptt_steps}: the window keeps the last M of T inner steps",
+                f"pass --bptt-window {self.bptt_steps} or less, or raise --bptt-steps",
+            )
+        for key in ("bptt_lr", "bptt_label_lr", "bptt_clip"):
+            value = getattr(self, key)
+            if not (math.isfinite(value) and value > 0):
+                raise RecipeError(f"{key} must be a positive number, got {value}", f"pass {flag(key)} X with X > 0")
+
     @property
     def artifact_name(self) -> str:
-        """``name``, or one derived from dataset, ipc and teacher: ``cifar10-ipc10-convnet_d3-20-s0-9``."""
+        """``name``, or one derived from dataset, ipc and teacher: ``cifar10-ipc10-convnet_d3-20-s0-9`` (``cifar10-ipc10-bptt``)."""
         if self.name is not None:
             return self.name
-        raw = f"{self.dataset}-ipc{self.ipc}-{self.teacher}".lower()
+        raw = f"{self.dataset}-ipc{self.ipc}-{self.teacher or self.labeler}".lower()
         return re.sub(r"[^a-z0-9_]+", "-", raw).strip("-_")
 
     @property
@@ -109,7 +178,8 @@ class Recipe:
         unknown = sorted(set(data) - known)
         if unknown:
             raise RecipeError(f"{source}: unknown key(s) {', '.join(unknown)}", f"use only: {', '.join(sorted(known))}")
-        missing = [k for k in ("dataset", "ipc", "teacher") if data.get(k) is None]
+        required = ("dataset", "ipc") if data.get("labeler") not in (None, "teacher") else ("dataset", "ipc", "teacher")
+        missing = [k for k in required if data.get(k) is None]
         if missing:
             raise RecipeError(f"{source}: missing {', '.join(missing)}", "set them in the recipe or pass --" + " --".join(missing))
         return cls(**data)

@@ -4,7 +4,8 @@
 ``teacher_labels`` make one pass over a set of images with it (logits, or stored-form soft labels
 batch by batch); ``soft_labels`` turns logits into labels, and ``views`` samples and replays
 augmented views (shared with the student trainer). ``LabelPieces`` keeps a compile's finished
-label batches (``label_spans``) so that a killed run resumes from them.
+label batches (``label_spans``) so that a killed run resumes from them. ``bptt`` learns labels
+without a teacher (imported by itself: it is the only part that trains).
 """
 
 from .pieces import LabelPieces

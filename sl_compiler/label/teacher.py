@@ -41,11 +41,12 @@ class ImageBatches(Protocol):
 
 
 @contextlib.contextmanager
-def full_precision(device: torch.device):
+def full_precision(device: torch.device, grad: bool = False):
     """Float32 inference on ``device``: autocast off, TF32 off for CUDA matmuls and cuDNN convolutions.
 
     cuDNN is also made deterministic (no benchmark-picked algorithms), so that a rebuild on the
-    same kind of machine gives the same labels. The flags are restored on exit.
+    same kind of machine gives the same labels. The flags are restored on exit. Autograd is off
+    unless ``grad`` (labels learned by gradient, ``bptt.py``).
     """
     flags = [
         (torch.backends.cuda.matmul, "allow_tf32", False),
@@ -57,7 +58,7 @@ def full_precision(device: torch.device):
     try:
         for owner, name, value in flags:
             setattr(owner, name, value)
-        with torch.autocast(device.type, enabled=False), torch.no_grad():
+        with torch.autocast(device.type, enabled=False), torch.set_grad_enabled(grad):
             yield
     finally:
         for owner, name, value in saved:
