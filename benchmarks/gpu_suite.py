@@ -4,7 +4,7 @@
     python3 benchmarks/gpu_suite.py                  # again, on the same machine: finishes what the first left
     python3 benchmarks/gpu_suite.py --tiny           # the same code on the CPU in about a minute (a test runs it)
 
-Sections, in order, each time-boxed (``--budget`` seconds in all, default 480; what a section had
+Sections, in order, each time-boxed (``--budget`` seconds in all, default 480, the shares scaled with it; what a section had
 no time for is listed under ``skipped``):
 
 1. ``cuda_tests``: ``pytest -m cuda tests/cuda`` in a subprocess; counts and failures.
@@ -591,7 +591,7 @@ def figures(sections: dict) -> list[dict]:
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", "--quick", dest="tiny", action="store_true", help="the same code on the CPU in about a minute, on tiny synthetic data (default off)")
-    ap.add_argument("--budget", type=float, default=None, help="seconds for the whole suite (default 480; --tiny 90)")
+    ap.add_argument("--budget", type=float, default=None, help="seconds for the whole suite; each section's share scales with it (default 480; --tiny 90)")
     ap.add_argument("--only", default=None, help=f"comma list of sections to run (default all: {','.join(SECTIONS)})")
     ap.add_argument("--data-root", default=None, help="CIFAR-10 JPEG tars (default: $SLC_CIFAR10, ../shared/data/cifar10, shared/data/cifar10)")
     ap.add_argument("--work", default=None, help="work folder kept between calls (default .slc-work/gpu_suite; --tiny .slc-work/gpu_suite-tiny)")
@@ -641,7 +641,8 @@ def main(argv: list[str] | None = None) -> dict:
             sections[name] = {"status": "skipped", "reason": "out of time"}
             skipped.append(f"{name} (out of time)")
             continue
-        deadline = clock.section(cfg["shares"].get(name))
+        share = cfg["shares"].get(name)
+        deadline = clock.section(None if share is None else share * clock.budget / cfg["budget"])  # shares scale with --budget
         started, before = time.perf_counter(), len(skipped)
         try:
             if name == "cuda_tests":
