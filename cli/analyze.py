@@ -68,18 +68,23 @@ def analyze_cmd():
     it ablates them, trains students under one protocol (final-epoch accuracy, as slc evaluate)
     and writes NAME.json, .csv, .md and .png into --out. Cells are cached by content hash and
     protocol: a rerun, or a widened grid, trains only what is new. See docs/analyze.md.
+
+    \b
+    Examples:
+      slc analyze swap --dataset cifar10 --data-root DATA --teacher-arch convnet_d3 --epochs 1 --ipc 1,10
+      slc analyze scaling --dataset cifar10 --data-root DATA --teacher-arch convnet_d3 --epochs 1 --ipc 1,2,5,10,20
     """
 
 
 @analyze_cmd.command("entropy")
 @grid_options
 @click.option("--train", is_flag=True, help="Train students for the cells no cache holds (default: report cached accuracies only).")
-@click.option("--sweep", "sweep_dir", type=click.Path(file_okay=False, path_type=str), default=None, help="A slc sweep --out whose cache to read student accuracies from.")
+@click.option("--sweep", "sweep_dir", type=click.Path(file_okay=False, path_type=str), default=None, help="A slc sweep --out whose cache to read student accuracies from.  [default: none]")
 def entropy_cmd(train, sweep_dir, **options):
     """Expert accuracy, label entropy and student accuracy per expert epoch (Figure 2).
 
     \b
-    Example:
+    Examples:
       slc analyze entropy --dataset cifar10 --teacher-arch convnet_d3 --ipc 10 --sweep runs/sweep
     """
     from pathlib import Path
@@ -94,7 +99,7 @@ def swap_cmd(indices, **options):
     """The i-th label swapping test: accuracy relative to unswapped, per i and IPC (Figure 4).
 
     \b
-    Example:
+    Examples:
       slc analyze swap --dataset cifar10 --teacher-arch convnet_d3 --epochs 2 --ipc 1,10 --index 1,2,3,5,9
     """
     _run("swap", options, indices=indices)
@@ -107,7 +112,7 @@ def temperature_cmd(temperatures, **options):
     """Student accuracy over the (expert epoch x temperature) grid (Figure 5).
 
     \b
-    Example:
+    Examples:
       slc analyze temperature --dataset cifar10 --teacher-arch convnet_d3 --epochs 1,2,5 --temperatures 1,2,4
     """
     _run("temperature", options, temperatures=temperatures)
@@ -121,7 +126,7 @@ def scaling_cmd(ks, renormalize, **options):
     """The knowledge-data scaling law: top-k x IPC plus hard labels, its fit and data-size factor (Figures 6, 11).
 
     \b
-    Example:
+    Examples:
       slc analyze scaling --dataset cifar10 --teacher-arch convnet_d3 --epochs 2 --ipc 1,2,5,10,20 --k 1,2,5,10
     """
     _run("scaling", options, ks=ks, renormalize=renormalize)
@@ -135,7 +140,7 @@ def zeroshot_cmd(classes, renormalize, **options):
     """Class removal: control, remove image, remove label; accuracy on the removed class and the rest (Figure 7).
 
     \b
-    Example:
+    Examples:
       slc analyze zeroshot --dataset cifar10 --teacher-arch convnet_d3 --epochs 2 --ipc 1,10 --class 0,3,5
     """
     _run("zeroshot", options, classes=classes, renormalize=renormalize)
@@ -148,7 +153,7 @@ def jsd_cmd(artifact_path, **options):
     """Jensen-Shannon distance of an artifact's labels to each expert epoch's ensemble labels (Figures 8, 12).
 
     \b
-    Example:
+    Examples:
       slc analyze jsd --dataset cifar10 --teacher-arch convnet_d3 --seeds 0-4 --artifact artifacts/bptt-ipc10
     """
     from sl_compiler.hub import open_artifact
@@ -158,12 +163,12 @@ def jsd_cmd(artifact_path, **options):
 
 @analyze_cmd.command("classes")
 @grid_options
-@click.option("--artifact", "artifact_path", default=None, help="Draw this artifact's labels instead of the grid's one cell.")
+@click.option("--artifact", "artifact_path", default=None, help="Draw this artifact's labels instead of the grid's one cell.  [default: the grid's one cell]")
 def classes_cmd(artifact_path, **options):
     """The mean soft label per class as a heat map (Figure 10).
 
     \b
-    Example:
+    Examples:
       slc analyze classes --dataset cifar10 --teacher-arch convnet_d3 --epochs 2 --ipc 10
     """
     from sl_compiler.hub import open_artifact

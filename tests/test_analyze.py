@@ -21,9 +21,7 @@ TINY = "synthetic:classes=4,size=16,train=12,test=6"
 FILES = ("json", "csv", "md", "png")
 
 # two images, four classes; every value distinct so that each rank is unambiguous
-LABELS = torch.tensor([[0.1, 0.6, 0.2, 0.1 - 0.05], [0.4, 0.05, 0.25, 0.3]])
-LABELS[0, 3] = 0.05
-LABELS[0, 0] = 0.15  # row 0: 0.15, 0.6, 0.2, 0.05 (sum 1.0)
+LABELS = torch.tensor([[0.15, 0.6, 0.2, 0.05], [0.4, 0.05, 0.25, 0.3]])
 
 
 # ---- transforms, exact on hand-built labels -------------------------------------------------
@@ -76,7 +74,7 @@ def test_js_distance_exact_cases_and_formula():
 
 def test_entropy_and_mean_label_per_class():
     assert entropy(torch.tensor([[1.0, 0.0], [0.5, 0.5]])).tolist() == pytest.approx([0.0, math.log(2)], abs=1e-15)
-    matrix = mean_label_per_class(LABELS.unsqueeze(1), torch.tensor([1, 1]), 3 + 1)
+    matrix = mean_label_per_class(LABELS.unsqueeze(1), torch.tensor([1, 1]), 4)
     assert matrix[1].tolist() == pytest.approx(LABELS.double().mean(0).tolist(), abs=1e-15) and matrix[0].tolist() == [0.0] * 4
 
 
