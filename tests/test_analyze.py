@@ -121,6 +121,12 @@ def store(tmp_path_factory):
     return str(root)
 
 
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """One work folder for the analyses' end-to-end runs: they share artifacts and cells, as analyses given one --out do."""
+    return tmp_path_factory.mktemp("analyze")
+
+
 @pytest.fixture(autouse=True)
 def cache_env(tmp_path, monkeypatch):
     monkeypatch.setenv("SLC_CACHE", str(tmp_path / "slc-cache"))
@@ -194,9 +200,9 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_analysis_writes_caches_and_reruns_identically(name, store, tmp_path, monkeypatch):
+def test_analysis_writes_caches_and_reruns_identically(name, store, work, monkeypatch):
     changes, options, check = CASES[name]
-    out = tmp_path / name
+    out = work
     first = run_analysis(name, spec(store, **changes), out, **options)
     check(first)
     for ext in FILES:

@@ -164,7 +164,9 @@ class Grid:
 
     def settings(self) -> dict:
         """What the result depends on, recorded in its JSON."""
-        return {"spec": self.spec.to_json(), "epochs": self.epochs, "protocol": {**self.protocol.to_dict(), "hash": self.protocol_hash}, "num_classes": self.num_classes}
+        from .. import __version__
+
+        return {"slc_version": __version__, "spec": self.spec.to_json(), "epochs": self.epochs, "protocol": {**self.protocol.to_dict(), "hash": self.protocol_hash}, "num_classes": self.num_classes}
 
 
 def derive(artifact, transform: dict, labels: torch.Tensor | None = None, keep: torch.Tensor | None = None):

@@ -48,7 +48,7 @@ def run(grid: Grid, ks: list[int] | None = None, renormalize: bool = False) -> R
         for k in ks:
             art = base if k == C else derive(base, {"topk": k, "renormalize": renormalize}, keep_topk(base.dense_labels(), k, renormalize))
             s = grid.score(art)
-            points.append({"ipc": cell.ipc, "epoch": cell.epoch, "k": k, "accuracies": s.accuracies, "mean": s.mean, "std": s.std})
+            points.append({"ipc": cell.ipc, "epoch": cell.epoch, "k": k, "content_hash": art.content_hash, "accuracies": s.accuracies, "mean": s.mean, "std": s.std})
             rows.append({"labels": f"top-{k}", "ipc": cell.ipc, "epoch": cell.epoch, "mean": s.mean, "std": s.std})
     for ipc, s in sorted(hard_scores.items()):
         rows.append({"labels": "hard", "ipc": ipc, "epoch": None, "mean": s.mean, "std": s.std})
