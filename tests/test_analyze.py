@@ -169,9 +169,10 @@ def check_zeroshot(r):
 
 
 def check_scaling(r):
-    assert set(r.data["fits"]) == {"0", "1"} and all(("reason" in f) != f["fitted"] for f in r.data["fits"].values())
-    assert [p["ipc"] for p in r.data["pareto"]["points"]] == [1, 2, 3]
-    assert len(r.data["hard"]) == 3  # hard labels once per IPC, not per epoch
+    assert set(r.data["fits"]) == {"0", "1"} and all(f == {"fitted": False, "reason": "the scaling fit needs hard-label accuracies at three or more IPCs"} for f in r.data["fits"].values())
+    assert [p["ipc"] for p in r.data["pareto"]["points"]] == [1, 2] and r.data["pareto"]["fit"]["fitted"] is False
+    assert len(r.data["hard"]) == 2  # hard labels once per IPC, not per epoch
+    assert "No fit: the scaling fit needs hard-label accuracies at three or more IPCs." in r.markdown
 
 
 def check_temperature(r):
@@ -192,7 +193,7 @@ def check_classes(r):
 CASES = {
     "swap": ({}, {"indices": [1, 3]}, check_swap),
     "temperature": ({}, {"temperatures": [1.0, 2.0]}, check_temperature),
-    "scaling": ({"ipcs": (1, 2, 3), "epochs": (0.0, 1.0)}, {"ks": [4]}, check_scaling),
+    "scaling": ({"ipcs": (1, 2), "epochs": (0.0, 1.0)}, {"ks": [4]}, check_scaling),
     "zeroshot": ({}, {"classes": [2]}, check_zeroshot),
     "entropy": ({"epochs": (0.0, 1.0)}, {"train": True}, check_entropy),
     "classes": ({}, {}, check_classes),
