@@ -33,8 +33,12 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 NAME = "analyses_cifar10"
 # CPU settings: two experts of 2 epochs (the fidelity benchmark's recipe), checkpoints every half
-# epoch; students under recipes/eval/cifar10.toml with 300 epochs and 2 seeds. One 300-epoch
-# student takes about 40 s at IPC 1, 3 min at IPC 10 and 6 min at IPC 20 on 2 cores.
+# epoch; students under recipes/eval/cifar10.toml with 300 epochs and 2 seeds. Measured on this
+# machine's 2 cores: a cell costs about 18 CPU-seconds of fixed work (the test split) plus 0.6
+# CPU-seconds per student epoch at IPC 1 and 1.4 at IPC 10, so a 300-epoch student is about 200
+# CPU-seconds at IPC 1 and 450 at IPC 10. The CPU settings train about 106 students: some 11
+# CPU-hours (6-7 hours on 2 idle cores) plus the experts (about 30 minutes); --quick about 36
+# students of 150 epochs, 1.7 CPU-hours (about an hour) plus the experts.
 CPU = {
     "mode": "cpu",
     "dataset": "cifar10",
