@@ -28,6 +28,7 @@ COMMANDS = {
     "import": ("importers", "import_cmd", "Turn a third-party distilled set (MTT, DC, tensors, h5, folders, parquet) into an artifact."),
     "publish": ("hub", "publish_cmd", "Verify an artifact and upload it to the Hugging Face Hub, tagged."),
     "pull": ("hub", "pull_cmd", "Download an artifact from the Hugging Face Hub and verify it."),
+    "analyze": ("analyze", "analyze_cmd", "The paper's analyses: entropy, swap, temperature, scaling, zeroshot, jsd, classes."),
     "sweep": ("sweep", "sweep_cmd", "Student accuracy against expert epoch per IPC: table, plot, best epoch."),
     "data": ("data", "data_cmd", "Where datasets live (add, list, remove), found by every command; fake ImageNets."),
 }
@@ -79,7 +80,7 @@ def command_of(argv: list[str]) -> str | None:
     words = [a for a in argv if not a.startswith("-")]
     if not words or words[0] not in COMMANDS:
         return None
-    return " ".join(words[:2]) if words[0] in ("experts", "import", "data") and len(words) > 1 else words[0]
+    return " ".join(words[:2]) if words[0] in ("experts", "import", "data", "analyze") and len(words) > 1 else words[0]
 
 
 def main(argv: list[str] | None = None) -> int:
