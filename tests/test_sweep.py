@@ -34,13 +34,13 @@ def cache_env(tmp_path, monkeypatch):
 def evaluations(monkeypatch):
     """Counts the student evaluations the sweep really runs (cache misses)."""
     calls = []
-    real = sweep_mod.evaluate_accuracies
+    real = sweep_mod.evaluate_scores
 
-    def counted(artifact, protocol, device, data_root=None):
+    def counted(artifact, protocol, device, data_root=None, holdout=False):
         calls.append(artifact.content_hash)
-        return real(artifact, protocol, device, data_root)
+        return real(artifact, protocol, device, data_root, holdout)
 
-    monkeypatch.setattr(sweep_mod, "evaluate_accuracies", counted)
+    monkeypatch.setattr(sweep_mod, "evaluate_scores", counted)
     return calls
 
 
@@ -49,13 +49,17 @@ def spec(store, **changes) -> SweepSpec:
     return SweepSpec(**{**base, **changes})
 
 
-def cell(ipc, epoch, mean, std=1.0):
-    return Cell(ipc=ipc, epoch=epoch, teacher=f"convnet_d3@{epoch}#0", recipe={}, mean=mean, std=std, accuracies=[mean])
+def cell(ipc, epoch, mean, std=1.0, holdout=None):
+    """A measured cell; its held-out accuracy is ``holdout`` (default: the test mean), math.nan for not measured."""
+    held = mean if holdout is None else holdout
+    return Cell(ipc=ipc, epoch=epoch, teacher=f"convnet_d3@{epoch}#0", recipe={}, mean=mean, std=std, accuracies=[mean],
+                holdout_mean=held, holdout_std=std, holdout_accuracies=[] if math.isnan(held) else [held], holdout_size=None if math.isnan(held) else 4)
 
 
-def result(cells) -> SweepResult:
-    fake = SweepSpec(dataset=TINY, teacher_arch="convnet_d3", ipcs=tuple(sorted({c.ipc for c in cells})))
-    return SweepResult(spec=fake, protocol={"name": "p", "seeds": [0, 1]}, protocol_hash="abc", cells=cells)
+def result(cells, select_on="holdout") -> SweepResult:
+    fake = SweepSpec(dataset=TINY, teacher_arch="convnet_d3", ipcs=tuple(sorted({c.ipc for c in cells})), select_on=select_on)
+    protocol = {"name": "p", "seeds": [0, 1], "holdout_fraction": 0.1, "baseline_seed": 0}
+    return SweepResult(spec=fake, protocol=protocol, protocol_hash="abc", cells=cells)
 
 
 def test_best_epoch_and_pareto_frontier():
@@ -67,11 +71,17 @@ def test_best_epoch_and_pareto_frontier():
 
 
 def test_markdown_marks_the_best_and_lists_frontier():
-    text = result([cell(1, 0.5, 20.0), cell(1, 1.0, 25.0), cell(10, 0.5, 30.0)]).to_markdown()
-    assert "| 0.5 | 20.0 ± 1.0 | **30.0 ± 1.0** |" in text
+    nan = math.nan
+    text = result([cell(1, 0.5, 20.0, holdout=nan), cell(1, 1.0, 25.0, holdout=nan), cell(10, 0.5, 30.0, holdout=nan)], select_on="test").to_markdown()
+    assert "| 0.5 | 20.0 ± 1.0 | **30.0 ± 1.0** |" in text  # no held-out scores (an old cache): one column per IPC
     assert "| 1 | **25.0 ± 1.0** |  |" in text  # a missing cell stays empty
     assert "IPC 1: 1 (25.0 %), IPC 10: 0.5 (30.0 %)" in text
-    assert "Pareto frontier (IPC, accuracy): (1, 25.0 %), (10, 30.0 %)" in text
+    assert "Pareto frontier (IPC, test accuracy): (1, 25.0 %), (10, 30.0 %)" in text
+    both = result([cell(1, 0.5, 20.0, holdout=31.0), cell(1, 1.0, 25.0, holdout=30.0), cell(10, 0.5, 30.0)]).to_markdown()
+    assert "| expert epoch | IPC 1 held-out | IPC 1 test | IPC 10 held-out | IPC 10 test |" in both
+    assert "| 0.5 | **31.0 ± 1.0** | **20.0 ± 1.0** | **30.0 ± 1.0** | **30.0 ± 1.0** |" in both
+    assert "held-out slice of the training split (fraction 0.1 of the smallest class, seed 0: 4 images at IPC 1, 4 images at IPC 10)" in both
+    assert "On test (the paper's way) it would be: IPC 1: 1 (held-out 30.0 %, test 25.0 %)" in both
 
 
 def test_one_evaluation_seed_shows_no_spread(tmp_path):
@@ -163,7 +173,7 @@ def test_cli_sweep(store, tmp_path, capsys):
             "--eval-seeds", "0", "--student-epochs", "2", "--out", str(tmp_path / "s"), "--device", "cpu", "--write-recipes", str(tmp_path / "r")]
     assert slc(args) == 0
     out = capsys.readouterr().out
-    assert "| expert epoch | IPC 1 |" in out and "0 cells cached, 1 computed" in out
+    assert "| expert epoch | IPC 1 held-out | IPC 1 test |" in out and "0 cells cached, 1 computed" in out
     assert len(list((tmp_path / "r").glob("*.toml"))) == 1
     assert slc(args) == 0
     assert "1 cells cached, 0 computed" in capsys.readouterr().out
