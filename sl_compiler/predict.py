@@ -154,7 +154,7 @@ class Prediction:
             for ipc, by in sorted(self.comparison.items()):
                 for on, c in by.items():
                     rho = "n/a" if c["spearman"] is None else f"{c['spearman']:.2f}"
-                    lines.append(f"| {ipc} | {on} | {rho} | {format_epoch(c['predicted'])} | {format_epoch(c['measured_best'])} | {c['lost']:.1f} |")
+                    lines.append(f"| {ipc} | {'held-out' if on == 'holdout' else on} | {rho} | {format_epoch(c['predicted'])} | {format_epoch(c['measured_best'])} | {c['lost']:.1f} |")
         lines += [""] + self.notes if self.notes else []
         return "\n".join(lines) + "\n"
 
@@ -197,7 +197,7 @@ def predict(spec: SweepSpec, out: str | Path, batch_size: int = 1024) -> Predict
     cells = plan(spec)
     train = train_split(spec)
     chosen = torch.unique(torch.cat([selection(train, spec, ipc) for ipc in spec.ipcs]))
-    slice_ = held_out_slice(train, protocol, chosen, max(spec.ipcs))
+    slice_ = held_out_slice(train, protocol, chosen, max(spec.ipcs), "--predict needs the slice: use a smaller --ipc, or a protocol with a smaller holdout_fraction")
     labels: dict[int, dict[float, torch.Tensor]] = {}
     teachers: dict[float, str] = {}
     art = None

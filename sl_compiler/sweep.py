@@ -403,19 +403,20 @@ def cached_accuracies(artifact, protocol: Protocol, device: str, cache: Path, da
     return scores.test, cached
 
 
-def cached_scores(artifact, protocol: Protocol, device: str, cache: Path, data_root: str | None = None, holdout: bool = False) -> tuple[Scores, bool]:
+def cached_scores(artifact, protocol: Protocol, device: str, cache: Path, data_root: str | None = None, holdout: bool = False, test_only_ok: bool = False) -> tuple[Scores, bool]:
     """The :class:`Scores` of ``artifact`` (``holdout``: with the held-out slice's), and whether they came from ``cache``.
 
     The cache file is ``<cache>/<content hash>-<protocol hash>.json``: the same bytes trained under
     the same protocol give the same numbers, whatever the artifact's folder or name. A file
-    written before slc scored the slice holds test accuracies only: it serves a test-only ask,
-    and one that needs the slice trains the students again (the same test numbers) and rewrites it.
+    written before slc scored the slice holds test accuracies only: it serves a test-only ask (or
+    ``test_only_ok``: the slice's scores are welcome, not needed), and one that needs the slice
+    trains the students again (the same test numbers) and rewrites it.
     """
     key = protocol_key(protocol, device)
     path = Path(cache) / f"{artifact.content_hash}-{key}.json"
     if path.exists():
         record = json.loads(path.read_text())
-        if not holdout or "holdout_accuracies" in record:
+        if not holdout or test_only_ok or "holdout_accuracies" in record:
             held = record.get("holdout_accuracies")
             return Scores([float(a) for a in record["accuracies"]], None if held is None else [float(a) for a in held], record.get("holdout", {}).get("size")), True
     scores = evaluate_scores(artifact, protocol, device, data_root, holdout)
@@ -472,17 +473,17 @@ def selection(train, spec: SweepSpec, ipc: int):
     return random_per_class(train.targets, train.classes, ipc, spec.select_seed)
 
 
-def held_out_slice(train, protocol: Protocol, exclude, ipc: int | str):
-    """``slc evaluate``'s held-out slice (protocol fraction and seed) of ``train`` minus ``exclude``; a RecipeError when there is no room."""
+NO_ROOM_FIX = "use --select-on test (the paper's way), a smaller --ipc, or a protocol with a smaller holdout_fraction"
+
+
+def held_out_slice(train, protocol: Protocol, exclude, ipc: int, fix: str = NO_ROOM_FIX):
+    """``slc evaluate``'s held-out slice (protocol fraction and seed) of ``train`` minus ``exclude``; a RecipeError naming ``fix`` when there is no room."""
     from .evaluate.baselines import holdout_indices
 
     try:
         return holdout_indices(train, protocol.holdout_fraction, protocol.baseline_seed, exclude)
     except EvaluateError as exc:
-        raise RecipeError(
-            f"no training images are left for a held-out slice at IPC {ipc} ({exc.problem.split(': ', 1)[-1]})",
-            "use --select-on test (the paper's way), a smaller --ipc, or a protocol with a smaller holdout_fraction",
-        ) from None
+        raise RecipeError(f"no training images are left for a held-out slice at IPC {ipc} ({exc.problem.split(': ', 1)[-1]})", fix) from None
 
 
 def mean_std(values: list[float]) -> tuple[float, float | None]:
@@ -503,7 +504,7 @@ def _run_cell(cell: Cell, spec: SweepSpec, protocol: Protocol, out: Path, holdou
     artifact = compile_cached(Recipe(**cell.recipe), folder, spec.experts, spec.device)
     cell.artifact = str(folder)
     cell.content_hash = artifact.content_hash
-    scores, cell.cached = cached_scores(artifact, protocol, spec.device, out / "cache", spec.data_root, holdout)
+    scores, cell.cached = cached_scores(artifact, protocol, spec.device, out / "cache", spec.data_root, holdout, test_only_ok=spec.select_on == "test")
     cell.accuracies = scores.test
     cell.mean, cell.std = mean_std(cell.accuracies)
     if scores.holdout is not None:

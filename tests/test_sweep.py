@@ -187,3 +187,128 @@ def test_cli_bad_input(store, tmp_path, capsys):
     assert "error: no convnet_d3 checkpoint at epoch 3" in capsys.readouterr().err
     assert slc([*base, "--ipc", "1", "--seeds", "5"]) == 2
     assert "seed 5" in capsys.readouterr().err
+
+
+# ---- the epoch chosen on a held-out slice, not the test set -------------------------------------
+
+
+def fake_scores(by_epoch):
+    """An evaluate_scores that trains nothing: (test, held-out) accuracies per teacher epoch."""
+
+    def scores(artifact, protocol, device, data_root=None, holdout=False):
+        test, held = by_epoch[float(artifact.manifest["teachers"][0]["epoch"])]
+        return sweep_mod.Scores([test], [held] if holdout else None, 4 if holdout else None)
+
+    return scores
+
+
+def test_default_chooses_on_holdout_and_test_on_request(store, tmp_path, monkeypatch, capsys):
+    # the two criteria disagree on purpose: epoch 0 wins on test, epoch 1 on the held-out slice
+    monkeypatch.setattr(sweep_mod, "evaluate_scores", fake_scores({0.0: (40.0, 10.0), 1.0: (20.0, 30.0)}))
+    r = run_sweep(spec(store), tmp_path / "default")
+    assert r.best()[1].epoch == 1.0 and r.best("test")[1].epoch == 0.0
+    data = json.loads((tmp_path / "default" / "sweep.json").read_text())
+    assert data["select_on"] == "holdout" and data["spec"]["select_on"] == "holdout"
+    assert data["best"]["1"]["epoch"] == 1.0 and data["best"]["1"]["mean"] == 20.0 and data["best"]["1"]["holdout_mean"] == 30.0
+    assert data["best_by"]["holdout"]["1"]["epoch"] == 1.0 and data["best_by"]["test"]["1"]["epoch"] == 0.0  # both ways, for the fidelity benchmark
+    assert data["holdout"] == {"fraction": 0.1, "seed": 0, "size": {"1": 4}}
+    assert [c["holdout_mean"] for c in data["cells"]] == [10.0, 30.0]
+    assert run_sweep(spec(store, select_on="test"), tmp_path / "paper").best()[1].epoch == 0.0
+
+    args = ["sweep", "--dataset", TINY, "--teacher-arch", "convnet_d3", "--experts", store, "--ipc", "1", "--epochs", "0,1",
+            "--eval-seeds", "0", "--student-epochs", "2", "--device", "cpu"]
+    assert slc([*args, "--out", str(tmp_path / "cli-default")]) == 0
+    assert "Best expert epoch per IPC (on held-out): IPC 1: 1 (held-out 30.0 %, test 20.0 %)" in capsys.readouterr().out
+    assert slc([*args, "--out", str(tmp_path / "cli-test"), "--select-on", "test"]) == 0
+    out = capsys.readouterr().out
+    assert "Best expert epoch per IPC (on test): IPC 1: 0 (held-out 10.0 %, test 40.0 %)" in out
+    assert "On held-out it would be: IPC 1: 1" in out
+
+
+def test_held_out_slice_is_disjoint_from_every_selected_image(store, tmp_path, monkeypatch):
+    """The slice each cell's students are scored on holds none of the images they trained on, and is
+    the same for every epoch of an IPC (the selection does not depend on the teacher)."""
+    from sl_compiler.artifact import load
+    from sl_compiler.evaluate import run as run_mod
+
+    drawn, current = [], {}
+    real_holdout, real_scores = run_mod.holdout_indices, sweep_mod.evaluate_scores
+
+    def holdout_spy(*args, **kwargs):
+        drawn.append((current["artifact"], real_holdout(*args, **kwargs)))
+        return drawn[-1][1]
+
+    def scores_spy(artifact, *args, **kwargs):
+        current["artifact"] = artifact
+        return real_scores(artifact, *args, **kwargs)
+
+    monkeypatch.setattr(run_mod, "holdout_indices", holdout_spy)
+    monkeypatch.setattr(sweep_mod, "evaluate_scores", scores_spy)
+    r = run_sweep(spec(store, ipcs=(1, 2), epochs=(0.0, 1.0)), tmp_path / "s")
+    assert len(drawn) == 4  # one slice per cell, drawn by slc evaluate's own rule
+    by_ipc: dict[int, set] = {}
+    for artifact, held in drawn:
+        own = set(artifact.manifest["selection"]["source_indices"])
+        assert len(own) == artifact.ipc * 4 and held.numel() > 0
+        assert not own & set(held.tolist()), f"IPC {artifact.ipc}: held-out images {sorted(own & set(held.tolist()))} are also training images"
+        assert by_ipc.setdefault(artifact.ipc, set(held.tolist())) == set(held.tolist())  # every epoch of an IPC: one slice
+    for c in r.cells:
+        assert c.holdout_size == len(by_ipc[c.ipc]) and len(c.holdout_accuracies) == 1
+        assert set(load(c.artifact).manifest["selection"]["source_indices"]) == set(sweep_mod.selection(sweep_mod.train_split(r.spec), r.spec, c.ipc).tolist())
+
+
+def test_old_sweep_json_and_cached_results_still_load(store, tmp_path, evaluations):
+    from sl_compiler.report.inputs import load_input
+
+    out = tmp_path / "s"
+    new = run_sweep(spec(store), out)
+    assert len(evaluations) == 2 and new.has_holdout
+    # what slc 0.1.0 wrote: no kind (or slc-sweep/1), no select_on, no held-out fields; cache records of test accuracies alone
+    data = json.loads((out / "sweep.json").read_text())
+    for key in ("kind", "select_on", "holdout", "best_by"):
+        data.pop(key)
+    for c in data["cells"]:
+        for key in ("holdout_mean", "holdout_std", "holdout_accuracies", "holdout_size"):
+            c.pop(key)
+    for b in data["best"].values():
+        b.pop("holdout_mean")
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(data))
+    loaded = sweep_mod.load_sweep(old)
+    assert loaded["select_on"] == "test" and all(c["holdout_mean"] is None for c in loaded["cells"])
+    assert load_input(old).kind == "slc-sweep/1" and load_input(out / "sweep.json").kind == "slc-sweep/1"
+    for path in (out / "cache").glob("*.json"):
+        record = json.loads(path.read_text())
+        path.write_text(json.dumps({k: v for k, v in record.items() if not k.startswith("holdout")}))
+
+    paper = run_sweep(spec(store, select_on="test"), out)
+    assert paper.counts == {"cached": 2, "computed": 0} and len(evaluations) == 2  # old records serve the paper's way as they are
+    assert not paper.has_holdout and "| expert epoch | IPC 1 |" in paper.to_markdown()
+    assert json.loads((out / "sweep.json").read_text())["cells"][0]["holdout_mean"] is None
+    again = run_sweep(spec(store), out)
+    assert again.counts == {"cached": 0, "computed": 2} and len(evaluations) == 4  # held-out scores are missing: measured once
+    assert [c.accuracies for c in again.cells] == [c.accuracies for c in new.cells] and again.has_holdout
+    assert run_sweep(spec(store), out).counts == {"cached": 2, "computed": 0}
+
+
+def test_no_room_for_a_held_out_slice(store, tmp_path, capsys):
+    # TINY has 12 training images per class: IPC 12 leaves none to hold out
+    with pytest.raises(RecipeError, match="no training images are left for a held-out slice at IPC 12") as info:
+        run_sweep(spec(store, ipcs=(12,)), tmp_path / "s")
+    assert "--select-on test" in info.value.fix and not (tmp_path / "s").exists()  # refused before anything is compiled
+    paper = run_sweep(spec(store, ipcs=(12,), epochs=(1.0,), select_on="test"), tmp_path / "paper")  # the paper's way needs no slice
+    assert not paper.has_holdout and paper.best()[12].epoch == 1.0
+    assert "best_by" in paper.to_json() and set(paper.to_json()["best_by"]) == {"test"}
+    args = ["sweep", "--dataset", TINY, "--teacher-arch", "convnet_d3", "--experts", store, "--ipc", "12", "--out", str(tmp_path / "c"), "--device", "cpu"]
+    assert slc(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: no training images are left for a held-out slice at IPC 12") and "--select-on test" in err
+
+
+def test_unknown_select_on_is_refused(store, tmp_path, capsys):
+    with pytest.raises(RecipeError, match="unknown --select-on value 'val'"):
+        spec(store, select_on="val")
+    args = ["sweep", "--dataset", TINY, "--teacher-arch", "convnet_d3", "--experts", store, "--ipc", "1", "--out", str(tmp_path / "s"), "--select-on", "val"]
+    assert slc(args) == 2
+    err = capsys.readouterr().err
+    assert "Invalid value for '--select-on'" in err and "'holdout', 'test'" in err
