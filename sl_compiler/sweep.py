@@ -482,8 +482,15 @@ def held_out_slice(train, protocol: Protocol, exclude, ipc: int, fix: str = NO_R
 
     try:
         return holdout_indices(train, protocol.holdout_fraction, protocol.baseline_seed, exclude)
-    except EvaluateError as exc:
-        raise RecipeError(f"no training images are left for a held-out slice at IPC {ipc} ({exc.problem.split(': ', 1)[-1]})", fix) from None
+    except EvaluateError:
+        import torch
+
+        left = torch.bincount(train.targets, minlength=train.num_classes)
+        if exclude is not None and len(exclude):
+            left -= torch.bincount(train.targets[exclude], minlength=train.num_classes)
+        c = int(left.argmin())
+        problem = f"class {train.classes[c]!r} has {int(left[c])} training images outside the selection, fewer than the slice takes from each class"
+        raise RecipeError(f"no training images are left for a held-out slice at IPC {ipc}: {problem}", fix) from None
 
 
 def mean_std(values: list[float]) -> tuple[float, float | None]:
