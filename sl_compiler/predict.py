@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 from .seeding import format_seeds
-from .sweep import SweepSpec, write_text, cell_folder, compile_cached, format_epoch, held_out_slice, load_sweep, plan, resolve_protocol, selection, spec_json, train_split
+from .sweep import SweepSpec, write_text, cell_folder, compile_cached, format_epoch, held_out_slice, load_sweep, plan, resolve_protocol, spec_json, train_split
 
 KIND = "slc-sweep-predict/1"
 
@@ -182,9 +182,8 @@ def predict(spec: SweepSpec, out: str | Path, batch_size: int = 1024) -> Predict
 
     Compiles the grid's artifacts into ``out`` as ``slc sweep`` does (cached: a sweep run after
     reuses them). The slice is ``slc evaluate``'s rule (the protocol's fraction and seed) applied to
-    the training split minus every IPC's selection, so no selected image is in it.
+    the training split minus every image the artifacts record as selected, so none is in it.
     """
-    from .artifact import load
     from .device import resolve_device
     from .evaluate.data import eval_set
     from .evaluate.run import decode_options, preprocess
@@ -196,15 +195,16 @@ def predict(spec: SweepSpec, out: str | Path, batch_size: int = 1024) -> Predict
     protocol = resolve_protocol(spec)
     cells = plan(spec)
     train = train_split(spec)
-    chosen = torch.unique(torch.cat([selection(train, spec, ipc) for ipc in spec.ipcs]))
-    slice_ = held_out_slice(train, protocol, chosen, max(spec.ipcs), "--predict needs the slice: use a smaller --ipc, or a protocol with a smaller holdout_fraction")
     labels: dict[int, dict[float, torch.Tensor]] = {}
     teachers: dict[float, str] = {}
+    selected = []
     art = None
     for cell in cells:
         art = compile_cached(Recipe(**cell.recipe), cell_folder(cell, spec, out), spec.experts, spec.device)
         labels.setdefault(cell.ipc, {})[cell.epoch] = art.dense_labels().mean(1)  # (N, C): one view per image in a sweep
         teachers[cell.epoch] = cell.teacher
+        selected.append(torch.as_tensor(art.manifest["selection"]["source_indices"], dtype=torch.long))  # what compile recorded it took
+    slice_ = held_out_slice(train, protocol, torch.unique(torch.cat(selected)), max(spec.ipcs), "--predict needs the slice: use a smaller --ipc, or a protocol with a smaller holdout_fraction")
     options = decode_options(spec.dataset, preprocess(art))
     held = eval_set(train_split(spec, **options) if options else train, slice_, art.mean, art.std, device)
     store = default_store(spec.experts)
