@@ -16,10 +16,10 @@ finished sweep reports how well it ranks). The paper finds the best expert early
 (labels soft, the teacher part-trained) and later as the IPC grows. So each epoch gets its
 *progress* p = (fit - chance) / (best fit over the swept epochs - chance), and each IPC a target
 X(ipc) = sqrt(ipc) / (1 + sqrt(ipc)) (0.5 at IPC 1, 0.76 at 10, 0.88 at 50, towards 1 with the
-full data). The predicted best epoch is the earliest epoch whose progress reaches X (on a
-trajectory whose fit only grows); epochs rank by (progress below X, |p - X|, epoch): those that
-reached the target first, nearest the target first, ties to the earlier epoch. Entropy and JSD are
-reported beside it, not used: there is no measurement yet of how to weigh them.
+full data). The predicted best epoch is the earliest epoch whose progress reaches X; the epochs
+that reach it rank in epoch order, then the rest by progress, highest first (ties to the earlier
+epoch). Entropy and JSD are reported beside it, not used: there is no measurement yet of how to
+weigh them.
 
 Against a finished sweep (``sweep.json`` in the same folder) it reports per IPC the Spearman rank
 correlation of predicted and measured order and the accuracy lost by trusting the prediction
@@ -54,9 +54,9 @@ def progress(fits: dict[float, float], num_classes: int) -> dict[float, float]:
 
 
 def rank_epochs(progresses: dict[float, float], ipc: int) -> list[float]:
-    """Epochs best first by the rule: reached the target before not, nearer the target first, then earlier."""
+    """Epochs best first by the rule: those whose progress reaches the target, earliest first; then the rest, highest progress first."""
     x = target_fraction(ipc)
-    return sorted(progresses, key=lambda e: (progresses[e] < x, abs(progresses[e] - x), e))
+    return sorted(progresses, key=lambda e: (False, e, 0.0) if progresses[e] >= x else (True, -progresses[e], e))
 
 
 def spearman(a: list[float], b: list[float]) -> float | None:
@@ -118,7 +118,7 @@ class Prediction:
         return {
             "kind": KIND,
             "spec": {k: v for k, v in spec_json(self.spec).items() if k not in ("eval_seeds", "student_epochs", "select_on")},
-            "rule": "rank by (progress < target, |progress - target|, epoch); progress = (fit - chance) / (best fit - chance); target = sqrt(ipc) / (1 + sqrt(ipc))",
+            "rule": "epochs whose progress reaches the target, earliest first, then the rest by progress, highest first; progress = (fit - chance) / (best fit - chance); target = sqrt(ipc) / (1 + sqrt(ipc))",
             "holdout": self.holdout,
             "ipc": {
                 str(ipc): {
@@ -138,7 +138,7 @@ class Prediction:
             f"Predicted best expert epoch on {self.spec.dataset}, teacher {self.spec.teacher_arch} seeds {format_seeds(list(self.spec.seeds))}: no student trained",
             f"fit: teacher accuracy (%) on a held-out slice of the training split ({h['size']} images, fraction {h['fraction']:g}, seed {h['seed']}; the experts trained on it);",
             "progress: (fit - chance) / (best fit - chance); entropy: mean label entropy / ln(classes); jsd: mean JS divergence (bits) to the mean label over epochs.",
-            "Rule: the earliest epoch whose progress reaches sqrt(IPC) / (1 + sqrt(IPC)); rank by (below it, distance to it, epoch).",
+            "Rule: the earliest epoch whose progress reaches sqrt(IPC) / (1 + sqrt(IPC)); then the others that reach it, earliest first; then the rest, highest progress first.",
         ]
         for ipc in sorted(self.stats):
             rank = {e: i + 1 for i, e in enumerate(self.ranked[ipc])}

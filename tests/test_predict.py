@@ -62,12 +62,16 @@ def test_rule_picks_the_earliest_epoch_reaching_the_target_later_for_larger_ipc(
         assert sorted(ranked) == sorted(FITS)  # a ranking of every epoch
         reached = [e for e in sorted(p) if p[e] >= target_fraction(ipc)]
         assert ranked[0] == reached[0]  # the earliest epoch whose progress reaches X(ipc)
-        assert all(p[e] >= target_fraction(ipc) for e in ranked[: len(reached)])  # every epoch that reached it ranks before any that did not
+        assert ranked[: len(reached)] == reached  # those that reach it, earliest first
+        rest = ranked[len(reached):]
+        assert [p[e] for e in rest] == sorted((p[e] for e in rest), reverse=True)  # then the rest, nearest the target first
         picked.append(ranked[0])
     assert picked == sorted(picked) and picked[0] < picked[-1]  # more images per class, a later (more trained) teacher
     assert [target_fraction(i) for i in (1, 10, 100)] == sorted(target_fraction(i) for i in (1, 10, 100)) and target_fraction(1) == 0.5
     assert progress({0.0: 25.0, 1.0: 25.0}, 4) == {0.0: 0.0, 1.0: 0.0}  # no epoch beats chance: no progress, and no division by zero
     assert rank_epochs({0.0: 0.0, 1.0: 0.0}, 1) == [0.0, 1.0]  # then the earlier epoch first
+    dipping = progress({0.0: 10.0, 1.0: 80.0, 2.0: 75.0, 3.0: 90.0}, 10)  # the fit falls back after epoch 1
+    assert rank_epochs(dipping, 1) == [1.0, 2.0, 3.0, 0.0] and rank_epochs(dipping, 100)[0] == 3.0
 
 
 def test_spearman_and_accuracy_lost_on_a_hand_built_example():
