@@ -57,7 +57,7 @@ def sweep_cmd(dataset, data_root, teacher_arch, seeds, epochs, ipcs, protocol, e
       slc sweep --dataset cifar10 --data-root DATA --teacher-arch convnet_d3 --ipc 1,10 --epochs 0.25,0.5,1
       slc sweep --dataset cifar10 --data-root DATA --teacher-arch convnet_d3 --ipc 10 --write-recipes recipes/mine
       torchrun --nproc-per-node 8 --no-python slc sweep --dataset cifar10 --teacher-arch convnet_d3 --ipc 1,10,50
-      slc sweep --dataset cifar10 --data-root DATA --teacher-arch convnet_d3 --ipc 1,10 --predict   # seconds, no student
+      slc sweep --dataset cifar10 --data-root DATA --teacher-arch convnet_d3 --ipc 1,10 --predict   # no student: one teacher pass per epoch
     """
     from sl_compiler import dist
     from sl_compiler.errors import RecipeError
