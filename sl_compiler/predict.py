@@ -184,10 +184,12 @@ def predict(spec: SweepSpec, out: str | Path, batch_size: int = 1024) -> Predict
     reuses them). The slice is ``slc evaluate``'s rule (the protocol's fraction and seed) applied to
     the training split minus every image the artifacts record as selected, so none is in it.
     """
+    from .compile import teachers_preprocess, teachers_zca
     from .device import resolve_device
     from .evaluate.data import eval_set
     from .evaluate.run import decode_options, preprocess
     from .experts import default_store, resolve
+    from .experts.reference import parse_reference
     from .recipe import Recipe
 
     out = Path(out)
@@ -206,8 +208,10 @@ def predict(spec: SweepSpec, out: str | Path, batch_size: int = 1024) -> Predict
         selected.append(torch.as_tensor(art.manifest["selection"]["source_indices"], dtype=torch.long))  # what compile recorded it took
     slice_ = held_out_slice(train, protocol, torch.unique(torch.cat(selected)), max(spec.ipcs), "--predict needs the slice: use a smaller --ipc, or a protocol with a smaller holdout_fraction")
     options = decode_options(spec.dataset, preprocess(art))
-    held = eval_set(train_split(spec, **options) if options else train, slice_, art.mean, art.std, device)
     store = default_store(spec.experts)
+    inputs = teachers_preprocess(parse_reference(cells[0].teacher), store, spec.dataset)  # the teachers' own: normalisation or ZCA, as compile feeds them
+    zca = teachers_zca(inputs, train, Recipe(**cells[0].recipe))
+    held = eval_set(train_split(spec, **options) if options else train, slice_, inputs["mean"], inputs["std"], device, zca=zca)
     fits = {e: _accuracy([t.load(device) for t in resolve(ref, store, train.info())], held, device, batch_size) for e, ref in sorted(teachers.items())}
     prog = progress(fits, train.num_classes)
     stats: dict[int, dict[float, dict]] = {}
@@ -246,7 +250,7 @@ def _compare_with_sweep(result: Prediction, path: Path) -> None:
 
 
 def _accuracy(models: list, held, device, batch_size: int) -> float:
-    """Accuracy (%) of the logit-averaged ``models`` (the compile's ensemble rule) on an EvalSet, in float32."""
+    """Accuracy (%) of the logit-averaged ``models`` (the compile's ensemble rule) on an EvalSet (its inputs as the teachers take them), in float32."""
     from .label.teacher import full_precision
 
     right = torch.zeros((), dtype=torch.long, device=device)

@@ -138,3 +138,27 @@ def test_cli_predict_and_its_errors(store, tmp_path, capsys, no_students):
     assert err.startswith("error: no training images are left for a held-out slice at IPC 12") and "--predict needs the slice" in err and "\n" not in err.split("fix:")[0].strip()
     assert slc([*base, "--ipc", "1", "--out", str(tmp_path / "u"), "--write-recipes", str(tmp_path / "r")]) == 2
     assert "--write-recipes needs measured students" in capsys.readouterr().err
+
+
+
+def test_fit_of_whitened_teachers_is_measured_on_whitened_inputs(tmp_path, monkeypatch, no_students):
+    """A ZCA expert is scored on zca(pixels / 255), as compile labels with it: its fit is compile's own ensemble's accuracy on the slice."""
+    from sl_compiler.data.zca import zca_for
+    from sl_compiler.experts import default_store, resolve
+    from sl_compiler.experts.recipe import ExpertRecipe
+    from sl_compiler.experts.train import train_trajectories
+    from sl_compiler.label import teacher_logits
+
+    root = str(tmp_path / "experts")
+    data = "synthetic:classes=4,size=16,train=40,test=6"
+    train_trajectories(data, "convnet_d3", [0], recipe=ExpertRecipe(zca=True, augment="none"), epochs=1, every=1, batch_size=16, store=root, device="cpu")
+    drawn = []
+    real = predict_mod.held_out_slice
+    monkeypatch.setattr(predict_mod, "held_out_slice", lambda *a, **k: drawn.append(real(*a, **k)) or drawn[-1])
+    result = predict(spec(root, dataset=data, ipcs=(1,), seeds=(0,)), tmp_path / "s")
+    train, [held] = sweep_mod.train_split(spec(root, dataset=data)), drawn
+    for epoch in (0.0, 1.0):
+        teachers = resolve(f"convnet_d3@{epoch:g}#0", default_store(root), train.info())
+        logits = teacher_logits(teachers, train.pixels[held], (0.0,) * 3, (1.0,) * 3, "cpu", zca=zca_for(train, 0.1))
+        expected = 100.0 * float((logits.argmax(1) == train.targets[held]).double().mean())
+        assert len(held) == 16 and result.stats[1][epoch]["fit"] == pytest.approx(expected, abs=1e-9)
