@@ -64,12 +64,19 @@ def write_bytes(path: Path, data: bytes) -> Path:
     return path
 
 
-def accuracy_by_epoch_png(curves: dict[int, list[tuple[float, float, float | None]]], title: str, references: dict[int, tuple[str, float]] | None = None) -> bytes:
-    """One curve per IPC; ``curves[ipc]`` holds (expert epoch, mean %, std % or None) points.
+def accuracy_by_epoch_png(
+    curves: dict[int, list[tuple[float, float, float | None]]],
+    title: str,
+    references: dict[int, tuple[str, float]] | None = None,
+    holdout: dict[int, list[tuple[float, float, float | None]]] | None = None,
+    chosen: dict[int, float] | None = None,
+) -> bytes:
+    """One curve per IPC; ``curves[ipc]`` holds (expert epoch, mean %, std % or None) test-accuracy points.
 
     A std of None (one seed: no spread measured) draws no error bar. ``references[ipc] = (label,
     accuracy %)`` draws a dashed line in that IPC's colour, e.g. the hard-label baseline the soft
-    labels must beat.
+    labels must beat. ``holdout[ipc]`` draws the held-out accuracy dotted in the same colour, and
+    ``chosen[ipc]`` rings the chosen epoch's test point.
     """
     with figure(6.4, 4.2, dpi=120) as fig:
         ax = fig.add_subplot()
@@ -78,17 +85,24 @@ def accuracy_by_epoch_png(curves: dict[int, list[tuple[float, float, float | Non
             points = sorted(curves[ipc], key=lambda point: point[0])
             xs, means, stds = zip(*points)
             stds = [0.0 if s is None else s for s in stds]
-            line = ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=f"IPC {ipc}")
+            line = ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=f"IPC {ipc}" + (" test" if holdout else ""))
+            colour = line[0].get_color()
+            if holdout and ipc in holdout:
+                hx, hy, _ = zip(*sorted(holdout[ipc], key=lambda point: point[0]))
+                ax.plot(hx, hy, ":", marker="s", markersize=4, color=colour, label=f"IPC {ipc} held-out")
+            if chosen and ipc in chosen:
+                at = [m for x, m in zip(xs, means) if x == chosen[ipc]]
+                ax.plot([chosen[ipc]] * len(at), at, "o", markersize=12, markerfacecolor="none", markeredgecolor=colour, label=f"IPC {ipc} chosen epoch")
             if references and ipc in references:
                 label, value = references[ipc]
-                ax.axhline(value, linestyle="--", linewidth=1, color=line[0].get_color(), label=f"IPC {ipc}, {label}")
+                ax.axhline(value, linestyle="--", linewidth=1, color=colour, label=f"IPC {ipc}, {label}")
         if epochs and epochs[0] > 0 and epochs[-1] / epochs[0] >= 8:
             ax.set_xscale("log", base=2)  # early checkpoints (0.125, 0.25, ...) would crowd a linear axis
         ax.set_xlabel("expert epoch")
-        ax.set_ylabel("student test accuracy (%)")
+        ax.set_ylabel("student accuracy (%)" if holdout else "student test accuracy (%)")
         ax.set_title(_wrap(title))
         ax.grid(True, alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8 if holdout or chosen else None)
         fig.tight_layout()
         return png(fig)
 
@@ -100,9 +114,9 @@ def _wrap(title: str, width: int = 60) -> str:
     return "\n".join(textwrap.wrap(title, width)) or title
 
 
-def accuracy_by_epoch(curves: dict[int, list[tuple[float, float, float | None]]], path: Path, title: str, references: dict[int, tuple[str, float]] | None = None) -> Path:
-    """:func:`accuracy_by_epoch_png` written to ``path`` (whole or not at all)."""
-    return write_bytes(Path(path), accuracy_by_epoch_png(curves, title, references))
+def accuracy_by_epoch(curves: dict[int, list[tuple[float, float, float | None]]], path: Path, title: str, references: dict[int, tuple[str, float]] | None = None, **marks) -> Path:
+    """:func:`accuracy_by_epoch_png` (``marks``: ``holdout``, ``chosen``) written to ``path`` (whole or not at all)."""
+    return write_bytes(Path(path), accuracy_by_epoch_png(curves, title, references, **marks))
 
 
 def pareto_png(points: Sequence[tuple[int, float, float]], best: Sequence[tuple[int, float, float, float | None]], frontier: Sequence[tuple[int, float, float]], title: str) -> bytes:

@@ -186,13 +186,21 @@ def test_fidelity_end_to_end_on_tiny_data(tiny_store, tmp_path, capsys):
     for key in ("random_hard", "soft_baseline", "ensemble"):
         assert set(row[key]) >= {"mean", "std"} and len(row[key]["accuracies"]) == 2
     assert row["best_epoch"] in (0.0, 1.0) and set(row["sweep"]) == {"0", "1"}
+    # both selections: the held-out slice (the default, what soft_baseline reports) and test (the paper's way)
+    held, on_test = row["by_selection"]["holdout"], row["by_selection"]["test"]
+    sweep = {float(e): c for e, c in row["sweep"].items()}
+    assert held["epoch"] == row["best_epoch"] and held["accuracies"] == row["soft_baseline"]["accuracies"]
+    assert held["epoch"] == max(sorted(sweep), key=lambda e: (sweep[e]["holdout_mean"], -e))
+    assert on_test["epoch"] == max(sorted(sweep), key=lambda e: (sweep[e]["mean"], -e))
+    assert row["holdout"]["size"] > 0 and row["holdout"]["seed"] == 0
     assert row["ensemble"]["teacher"] == f"convnet_d3@{fidelity.format_epoch(row['best_epoch'])}#0,1"
     assert row["paper_soft_baseline"] == 21.1 and row["usual_random_hard"] == 14.4
     assert result["protocol"]["mode"] == "test" and result["protocol"]["student_epochs"] == {"1": 2} and result["protocol"]["seeds"] == [0, 1]
     assert "epochs" not in result["protocol"] and row["student_epochs"] == 2
     assert result["protocol"]["complete"] is True and result["protocol"]["ipcs"] == [1]
     assert (tmp_path / "r" / "fidelity_cifar10.png").read_bytes()[:4] == b"\x89PNG"
-    assert "| 1 |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| 1 |" in out and "soft baseline (ours; epoch on test)" in out
     first = (tmp_path / "r" / "fidelity_cifar10.json").read_bytes()
     assert fidelity.main(argv) == 0 and (tmp_path / "r" / "fidelity_cifar10.json").read_bytes() == first
 

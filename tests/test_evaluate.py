@@ -226,16 +226,27 @@ def test_evaluate_writes_tables_and_files(pipeline, tmp_path):
     assert "| artifact | ipc | sl | hl | random-hl | random-sl | IOR |" in table and manifest["content_hash"][:8] in table
 
 
+def test_holdout_scores_add_the_slice_and_change_no_test_number(pipeline):
+    """slc sweep chooses the expert epoch on the held-out slice: the same students, scored there too, at a fixed lr."""
+    root, arts = pipeline
+    p = Protocol(**{**FAST, "seeds": (0, 1), "baselines": ()})
+    plain = evaluate([arts[2]], p, device="cpu")["artifacts"][0]
+    held = evaluate([arts[2]], p, device="cpu", holdout_scores=True)["artifacts"][0]
+    assert "holdout_accuracy" not in plain["cells"]["sl"] and plain["holdout"] is None
+    assert len(held["cells"]["sl"]["holdout_accuracy"]) == 2 and held["holdout"]["size"] == 1 * 4
+    assert held["cells"]["sl"]["accuracy"] == plain["cells"]["sl"]["accuracy"]  # scoring on the slice trains nothing
+
+
 def test_lr_is_chosen_on_held_out_training_images(pipeline, splits, monkeypatch):
     root, arts = pipeline
     train, test = splits
     seen = []
     real = run_mod.train_groups
 
-    def spy(data, protocol, groups, device, evalset, desc="students", compile=False):
+    def spy(data, protocol, groups, device, evalset, desc="students", compile=False, holdout=None):
         if desc.endswith(" lr"):  # the lr candidates' students, one per candidate
             seen.append((evalset, groups))
-        return real(data, protocol, groups, device, evalset, desc, compile)
+        return real(data, protocol, groups, device, evalset, desc, compile, holdout=holdout)
 
     monkeypatch.setattr(run_mod, "train_groups", spy)
     p = Protocol(**{**FAST, "seeds": (0,), "lr": None, "lr_grid": (0.01, 0.05)})

@@ -97,7 +97,7 @@ def decode_options(name: str, pre: dict) -> dict:
 class _Context:
     """Datasets, teachers and baselines shared by the artifacts of one run (each loaded once)."""
 
-    def __init__(self, protocol: Protocol, dataset, data_root, experts, teacher, device, batched, workers, skip_bad, compile):
+    def __init__(self, protocol: Protocol, dataset, data_root, experts, teacher, device, batched, workers, skip_bad, compile, holdout_scores=False):
         self.protocol, self.dataset, self.data_root, self.teacher_ref = protocol, dataset, data_root, teacher
         self.store = default_store(experts)
         self.device, self.batched, self.workers, self.skip_bad, self.compile = device, batched, workers, skip_bad, compile
@@ -105,6 +105,7 @@ class _Context:
         self._baselines: dict[tuple, tuple[dict, dict]] = {}
         self._tests: dict[tuple, EvalSet] = {}
         self._zca: dict[tuple, ZCA] = {}
+        self.holdout_scores = holdout_scores  # also score the final students on the held-out slice
 
     def split(self, art: Artifact, split: str) -> ImageSet:
         name = self.dataset or art.manifest["dataset"]["name"]
@@ -198,13 +199,16 @@ def evaluate(
     workers: int | None = None,
     skip_bad: bool = False,
     compile: bool = False,
+    holdout_scores: bool = False,
 ) -> dict:
     """Train and test students for each artifact under ``protocol``; write ``<out>.json``/``.csv`` if given.
 
     ``batched`` None: batched on CUDA, one at a time on the CPU (where batching measured slower).
     ``workers`` decode file-backed splits (default: the core count); ``skip_bad`` drops
     undecodable test or held-out images and records them; ``compile`` runs the students'
-    training loss through ``torch.compile``. Under torchrun every rank returns the result and
+    training loss through ``torch.compile``. ``holdout_scores`` draws the held-out slice even at a
+    fixed lr and scores every cell's final students on it too (``holdout_accuracy``: what
+    ``slc sweep`` chooses the expert epoch by). Under torchrun every rank returns the result and
     rank 0 writes it.
     """
     start = time.perf_counter()
@@ -220,7 +224,7 @@ def evaluate(
         from ..hub import open_artifact  # hf:// is resolved above the artifact reader
 
         arts = [a if isinstance(a, Artifact) else open_artifact(a) for a in artifacts]
-        ctx = _Context(protocol, dataset, data_root, experts, teacher, device, batched, workers, skip_bad, compile)
+        ctx = _Context(protocol, dataset, data_root, experts, teacher, device, batched, workers, skip_bad, compile, holdout_scores)
         plans = [plan_artifact(ctx, art) for art in arts]
         team.barrier()  # every rank's plan holds before any student trains
         cells = _cells(ctx, plans)
@@ -279,16 +283,17 @@ def plan_artifact(ctx: _Context, art: Artifact) -> _Plan:
     if "sl" in p.regimes and art.num_views > 1 and not art.views:
         raise EvaluateError(f"artifact {art.name} stores {art.num_views} labels per image but no view parameters to replay", "run slc verify on the artifact")
     plan = _Plan(art, test, own, None, None, slkd, zca, lr)
-    needs_train = p.lr is None or bool(p.baselines)
+    needs_holdout = p.lr is None or ctx.holdout_scores
+    needs_train = needs_holdout or bool(p.baselines)
     baselines = list(p.baselines)
     if baselines and art.ipc is None:
         for name in baselines:
             plan.skipped[name] = f"artifact {art.name} has unequal class counts, so a random baseline has no IPC"
         baselines = []
-        needs_train = p.lr is None
+        needs_train = needs_holdout
     if needs_train:
         plan.train = ctx.split(art, "train")
-        if p.lr is None:
+        if needs_holdout:
             plan.holdout = holdout_indices(plan.train, p.holdout_fraction, p.baseline_seed, own)
     for name in baselines:
         baseline = _plan_baseline(ctx, plan, name)
@@ -361,6 +366,7 @@ class _Cell:
     lr: float | None = None
     selection: dict | None = None
     accuracies: list[float] = field(default_factory=list)
+    holdout_accuracies: list[float] = field(default_factory=list)  # the same students on the held-out slice (holdout_scores)
     hits: list[list[int]] = field(default_factory=list)  # per seed, the test images right per class
     counts: list[int] | None = None  # the test images per class
     wall_s: float = 0.0
@@ -433,6 +439,7 @@ def _train_cells(ctx: _Context, cells: dict[tuple, _Cell], team: Team) -> None:
         work = [(key, g) for key in keys for g in seed_groups(p, cells[key].lr, ctx.batched)]
         for (key, _), got in zip(work, _run_groups(ctx, cells, work, "test", team, built)):
             cells[key].accuracies.extend(got.accuracy)
+            cells[key].holdout_accuracies.extend(got.holdout or [])
             cells[key].hits.extend(got.hits)
             cells[key].counts = got.counts
     built.clear()
@@ -455,7 +462,8 @@ def _run_groups(ctx: _Context, cells: dict[tuple, _Cell], work: list[tuple], on:
         ours = [i for i in mine if work[i][0] == key]
         evalset = cell.test() if on == "test" else cell.holdout()
         desc = cell.desc if on == "test" else f"{cell.desc} lr"
-        for i, acc in zip(ours, train_groups(built["data"], ctx.protocol, [work[i][1] for i in ours], ctx.device, evalset, desc, ctx.compile)):
+        also = cell.holdout() if on == "test" and ctx.holdout_scores and cell.holdout is not None else None
+        for i, acc in zip(ours, train_groups(built["data"], ctx.protocol, [work[i][1] for i in ours], ctx.device, evalset, desc, ctx.compile, holdout=also)):
             done[i] = acc
         times[key] = time.perf_counter() - start
     out: list = [None] * len(work)
@@ -476,6 +484,8 @@ def _row(ctx: _Context, plan: _Plan, cells: dict[tuple, _Cell]) -> dict:
     for name, key in plan.cell_keys.items():
         cell = cells[key]
         table[name] = cell_result(p, cell.lr, cell.selection, cell.accuracies, cell.wall_s, cell.hits, cell.counts)
+        if cell.holdout_accuracies:
+            table[name]["holdout_accuracy"] = list(cell.holdout_accuracies)
         if cell.info is not None:
             baseline_info[name] = cell.info
     return {

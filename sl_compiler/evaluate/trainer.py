@@ -125,22 +125,34 @@ class GroupScore(NamedTuple):
     accuracy: list[float]
     hits: list[list[int]]
     counts: list[int]
+    holdout: list[float] | None = None  # each student's accuracy on the held-out slice, when asked
 
 
-def train_groups(data: TrainingSet, protocol: Protocol, groups: list[tuple[list[int], list[float]]], device: torch.device, evalset: EvalSet, desc: str = "students", compile: bool = False) -> list[GroupScore]:
+def train_groups(
+    data: TrainingSet,
+    protocol: Protocol,
+    groups: list[tuple[list[int], list[float]]],
+    device: torch.device,
+    evalset: EvalSet,
+    desc: str = "students",
+    compile: bool = False,
+    holdout: EvalSet | None = None,
+) -> list[GroupScore]:
     """Train ``groups`` (seeds, lrs) one after another and score them together on ``evalset``: one pass over it.
 
-    A student's accuracy depends only on its own group, so any split of a cell's groups (over the
-    ranks of a distributed run) gives the same numbers.
+    ``holdout`` also scores the same students on the held-out slice (``slc sweep`` chooses the
+    expert epoch there, not on the test set). A student's accuracy depends only on its own group,
+    so any split of a cell's groups (over the ranks of a distributed run) gives the same numbers.
     """
     trained = [StudentTrainer(data, protocol, seeds, lrs, device, compile).run(desc) for seeds, lrs in groups]
     if not trained:
         return []
     hits, counts = class_hits(trained, evalset, protocol.eval_batch_size)
     flat, rows, counts = accuracy(hits, counts), hits.tolist(), counts.tolist()
+    held = score(trained, holdout, protocol.eval_batch_size) if holdout is not None else None
     out, at = [], 0
     for g in trained:
-        out.append(GroupScore(flat[at : at + g.size], rows[at : at + g.size], counts))
+        out.append(GroupScore(flat[at : at + g.size], rows[at : at + g.size], counts, None if held is None else held[at : at + g.size]))
         at += g.size
     return out
 

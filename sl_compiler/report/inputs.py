@@ -123,6 +123,11 @@ def check_sweep(data: dict, where: str) -> dict:
     return data
 
 
+def sweep_chosen_on(data: dict) -> str:
+    """How a sweep chose its best epoch, in words: a file without ``select_on`` (slc 0.1.0) chose on test."""
+    return "chosen on a held-out slice of the training split" if data.get("select_on", "test") == "holdout" else "chosen on test accuracy"
+
+
 def check_analysis(data: dict, where: str) -> dict:
     """An ``slc-analysis/1`` result (:data:`ANALYSIS_SHAPE`)."""
     f = Fields(where, ANALYSIS_KIND, FIX)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..evaluate.tables import report, report_markdown
 from ..errors import EvaluateError
-from .inputs import ANALYSIS_KIND, RESULT_KIND, SWEEP_KIND, Input
+from .inputs import ANALYSIS_KIND, RESULT_KIND, SWEEP_KIND, Input, sweep_chosen_on
 
 
 def to_markdown(inputs: list[Input]) -> str:
@@ -49,7 +49,7 @@ def sweep_markdown(i: Input) -> str:
             text = "" if c is None else f"{c['mean']:.1f} ± {'n/a' if c['std'] is None else format(c['std'], '.1f')}"
             row.append(f"**{text}**" if c is not None and ipc in best and abs(best[ipc]["epoch"] - e) < 1e-9 else text)
         rows.append(row)
-    head = f"**sweep {spec['dataset']}, {spec['teacher_arch']}** ({i.path.name}: student accuracy %, mean ± std; best epoch per IPC in bold)"
+    head = f"**sweep {spec['dataset']}, {spec['teacher_arch']}** ({i.path.name}: student test accuracy %, mean ± std; best epoch per IPC in bold, {sweep_chosen_on(data)})"
     frontier = ", ".join(f"({p['ipc']}, {p['mean']:.1f} %)" for p in data["pareto"])
     return f"{head}\n\n{_table(['expert epoch', *(f'IPC {x}' for x in ipcs)], rows)}\n\nPareto frontier (IPC, accuracy): {frontier}"
 
@@ -62,3 +62,4 @@ def analysis_markdown(i: Input) -> str:
         parts.append(f"{t['title']}\n\n{_table([str(c) for c in t['columns']], cells)}")
     parts += list(data.get("notes") or [])
     return "\n\n".join(parts)
+

@@ -25,7 +25,7 @@ from .. import __version__
 from ..evaluate.tables import report as merge_grids
 from . import html as h
 from .artifacts import LocalArtifact, find
-from .inputs import ANALYSIS_KIND, RESULT_KIND, SWEEP_KIND, Input
+from .inputs import ANALYSIS_KIND, RESULT_KIND, SWEEP_KIND, Input, sweep_chosen_on
 
 CELL_TEXT = {
     "sl": "stored labels",
@@ -168,7 +168,7 @@ def _sweep(i: Input, n: int) -> str:
             is_best = c is not None and ipc in best and abs(best[ipc]["epoch"] - epoch) < 1e-9
             row.append(h.mean_std(c["mean"], c["std"], scale=1.0, best=is_best) if c else h.Cell("", h.MISSING))
         rows.append(row)
-    parts.append(h.table(["expert epoch", *(f"IPC {i}" for i in ipcs)], rows, caption="Student test accuracy (%), mean ± std over evaluation seeds; each IPC's best epoch in bold."))
+    parts.append(h.table(["expert epoch", *(f"IPC {i}" for i in ipcs)], rows, caption=f"Student test accuracy (%), mean ± std over evaluation seeds; each IPC's best epoch in bold, {sweep_chosen_on(data)}."))
     return "".join(parts)
 
 
