@@ -275,3 +275,20 @@ def test_cli_analyze(store, tmp_path, capsys):
     assert "pass --yes" in capsys.readouterr().err
     assert slc([*base, "--index", "1,2", "--budget", "2", "--yes"]) == 0
     assert "2 cells cached, 1 computed" in capsys.readouterr().out
+
+
+def test_slc_report_renders_real_analyses(store, tmp_path):
+    """swap and classes as slc analyze writes them, through slc report's page: curves per IPC and the heat map's numbers."""
+    from sl_compiler.report import load_inputs
+
+    out = tmp_path / "an"
+    run_analysis("swap", spec(store), out, indices=[1, 3])
+    classes = run_analysis("classes", spec(store), out)
+    page = tmp_path / "r.html"
+    assert slc(["report", str(out / "swap.json"), str(out / "classes.json"), "--html", str(page)]) == 0
+    text = page.read_text(encoding="utf-8")
+    assert "IPC 1, expert epoch 1" in text and "slc-analyze-swap/1" in text and "Mean soft label per class" in text
+    assert f"{classes.data['mean_label'][0][0]:.4g}" in text
+    [swap, heat] = load_inputs([out / "swap.json", out / "classes.json"])
+    assert [p[0] for p in swap.data["figures"][0]["series"][0]["points"]] == [1, 3]
+    assert heat.data["heatmaps"][0]["values"] == classes.data["mean_label"]

@@ -337,3 +337,97 @@ def test_a_grid_that_does_not_match_its_record_is_redrawn_not_shown(made, tmp_pa
     result["artifacts"] = [{**result["artifacts"][0], "path": str(art)}]
     text = render(load_inputs([_write(tmp_path, "r.json", result)]))
     assert base64.b64encode(good).decode() in text and base64.b64encode(bytes(bad)).decode() not in text
+
+
+# ---- slc analyze's own JSON, converted by each analysis's report_view -------------------------------
+
+SETTINGS = {"slc_version": "0.2.0", "spec": {"dataset": "synthetic", "teacher_arch": "convnet_d3"}, "epochs": [0.0, 1.0], "protocol": {"name": "tiny", "hash": "abc"}, "num_classes": 3}
+FIT = {"fitted": True, "form": "acc = (a * IPC / b)^c - d", "b": 2.0, "c": 0.5, "d": -10.0, "a": {"hard": 1.0, "top-3": 3.0}, "r2": 0.99, "r2_curves": {}, "points": 6,
+       "factor": 3.0, "factor_curve": "top-3", "teacher_accuracy": 60.0, "ipc_to_teacher": {"hard": 2500.0, "top-3": 833.3}}
+ANALYZE = {
+    "swap": {"kind": "slc-analyze-swap/1", "settings": {**SETTINGS, "indices": [1, 2]}, "cells": [
+        {"ipc": 1, "epoch": 1.0, "content_hash": "h1", "control": {"accuracies": [40.0], "mean": 40.0, "std": None},
+         "swaps": {"1": {"accuracies": [20.0], "mean": 20.0, "std": None, "relative": 50.0}, "2": {"accuracies": [30.0], "mean": 30.0, "std": None, "relative": 75.0}}},
+        {"ipc": 10, "epoch": 1.0, "content_hash": "h2", "control": {"accuracies": [50.0], "mean": 50.0, "std": None},
+         "swaps": {"1": {"accuracies": [45.0], "mean": 45.0, "std": None, "relative": 90.0}, "2": {"accuracies": [49.0], "mean": 49.0, "std": None, "relative": 98.0}}}]},
+    "temperature": {"kind": "slc-analyze-temperature/1", "settings": {**SETTINGS, "temperatures": [1.0, 4.0]}, "cells": [
+        {"ipc": 1, "epoch": e, "temperature": t, "content_hash": "h", "accuracies": [m], "mean": m, "std": None}
+        for e, t, m in [(0.0, 1.0, 31.25), (0.0, 4.0, 33.5), (1.0, 1.0, 41.75), (1.0, 4.0, 37.0)]],
+        "best": {"1": {"epoch": 1.0, "temperature": 1.0, "mean": 41.75}}},
+    "scaling": {"kind": "slc-analyze-scaling/1", "settings": {**SETTINGS, "ks": [3], "renormalize": False},
+                "hard": [{"ipc": i, "accuracies": [m], "mean": m, "std": None} for i, m in [(1, 20.0), (2, 24.0), (4, 30.0)]],
+                "cells": [{"ipc": i, "epoch": 1.0, "k": 3, "content_hash": "h", "accuracies": [m], "mean": m, "std": 0.5} for i, m in [(1, 30.0), (2, 36.0), (4, 41.0)]],
+                "fits": {"1": FIT}, "pareto": None},
+    "entropy": {"kind": "slc-analyze-entropy/1", "settings": {**SETTINGS, "train": False}, "cells": [
+        {"ipc": 1, "epoch": 0.0, "content_hash": "h", "expert_accuracy": 10.0, "entropy": 1.0986, "student": None},
+        {"ipc": 1, "epoch": 1.0, "content_hash": "h", "expert_accuracy": 55.0, "entropy": 0.4321, "student": {"accuracies": [35.0], "mean": 35.0, "std": None}}]},
+    "zeroshot": {"kind": "slc-analyze-zeroshot/1", "settings": {**SETTINGS, "classes": [2], "renormalize": False}, "class_names": ["bird"], "cells": [
+        {"ipc": 1, "epoch": 1.0, "content_hash": "h", "classes": {"2": {
+            "control": {"removed": 61.5, "removed_std": None, "rest": 40.0, "rest_std": None, "overall": 45.0},
+            "remove image": {"removed": 12.25, "removed_std": None, "rest": 42.0, "rest_std": None, "overall": 35.0},
+            "remove label": {"removed": 55.0, "removed_std": None, "rest": 30.0, "rest_std": None, "overall": 38.0}}}}]},
+    "jsd": {"kind": "slc-analyze-jsd/1", "settings": {**SETTINGS, "artifact": {"name": "bptt-set", "version": "1", "content_hash": "h", "images": 3}},
+            "epochs": [{"epoch": 0.0, "raw": 0.3125, "normalised": 1.0, "closest_images": 0, "expert_vs_expert": {"pairs": 1, "min": 0.05, "mean": 0.05, "max": 0.05}},
+                       {"epoch": 1.0, "raw": 0.0625, "normalised": 0.0, "closest_images": 3, "expert_vs_expert": {"pairs": 1, "min": 0.07, "mean": 0.07, "max": 0.07}}],
+            "best": {"epoch": 1.0, "raw": 0.0625, "within_expert_range": True}},
+    "classes": {"kind": "slc-analyze-classes/1", "settings": {**SETTINGS, "artifact": {"name": "set", "content_hash": "h"}, "ipc": 1, "epoch": 1.0, "teacher": "convnet_d3@1#0"},
+                "classes": ["cat", "dog", "bird"], "mean_label": [[0.7125, 0.2, 0.0875], [0.25, 0.6875, 0.0625], [0.1, 0.1, 0.8]], "diagonal": [0.7125, 0.6875, 0.8]},
+}
+
+
+def test_every_slc_analyze_kind_is_read_as_an_analysis(tmp_path):
+    from sl_compiler.analyze import ANALYSES
+
+    assert set(ANALYZE) == set(ANALYSES)
+    inputs = load_inputs([_write(tmp_path, f"{n}.json", d) for n, d in ANALYZE.items()])
+    assert [(i.kind, i.source_kind, i.data["analysis"]) for i in inputs] == [("slc-analysis/1", f"slc-analyze-{n}/1", n) for n in ANALYZE]
+    view = {i.data["analysis"]: i.data for i in inputs}
+    scaling = {s["label"]: s for s in view["scaling"]["figures"][0]["series"]}
+    assert set(scaling) == {"hard labels", "top-3", "fit top-3 (a=3)", "fit hard"} and scaling["fit top-3 (a=3)"]["style"] == "dashed"
+    x, y = scaling["fit top-3 (a=3)"]["points"][-1]
+    assert x == pytest.approx(4.0) and y == pytest.approx((3.0 * 4 / 2.0) ** 0.5 + 10.0)  # the fitted law itself
+    assert ["top-3", 3.0, 2.0, 0.5, -10.0, 0.99, "833"] in view["scaling"]["tables"][1]["rows"]
+    assert [s["points"] for s in view["swap"]["figures"][0]["series"]] == [[[1, 50.0, None], [2, 75.0, None]], [[1, 90.0, None], [2, 98.0, None]]]
+    assert view["temperature"]["heatmaps"][0]["values"] == [[31.25, 33.5], [41.75, 37.0]] and view["temperature"]["heatmaps"][0]["columns"] == ["1", "4"]
+    assert view["entropy"]["figures"][0]["series"] == [{"label": "IPC 1", "style": "line", "points": [[0.0, 1.0986, None], [1.0, 0.4321, None]]}]
+    assert view["zeroshot"]["heatmaps"][0]["values"] == [[61.5, 12.25, 55.0]]
+    assert [p[1] for p in view["jsd"]["figures"][0]["series"][0]["points"]] == [0.3125, 0.0625]
+    assert view["classes"]["heatmaps"][0]["values"] == ANALYZE["classes"]["mean_label"]
+
+
+def test_the_page_draws_slc_analyze_results(tmp_path):
+    paths = [_write(tmp_path, f"{n}.json", d) for n, d in ANALYZE.items()]
+    out = tmp_path / "r.html"
+    assert slc(["report", *map(str, paths), "--html", str(out)]) == 0
+    text, p = out.read_text(encoding="utf-8"), _parse(out)
+    alts = " ".join(i.get("alt", "") for i in p.images)
+    for label in ("fit top-3 (a=3)", "fit hard", "IPC 10, expert epoch 1", "IPC 1: student accuracy (%) over expert epoch x temperature", "Mean soft label per class: set", "bptt-set vs ensemble"):
+        assert label in alts
+    cells = {c for t in p.tables for r in t["rows"] for c, _ in r}
+    assert {"0.7125", "0.6875", "12.25", "41.75", "0.3125", "0.4321"} <= cells  # the heat maps' and curves' numbers, as tables
+    assert "slc-analyze-classes/1" in text and text.count('id="analysis-') == 7
+    assert slc(["report", str(paths[0])]) == 0  # markdown too
+
+
+@pytest.mark.parametrize("name, change, field", [
+    ("swap", lambda d: d["cells"][1]["control"].pop("mean"), r"cells\[1\].control.mean` is missing \(an slc-analyze-swap/1 result has it\)"),
+    ("scaling", lambda d: d["fits"]["1"].update(b="two"), r'fits.1.b` is str "two", not a number'),
+    ("temperature", lambda d: d["cells"][0].pop("temperature"), r"cells\[0\].temperature` is missing"),
+    ("entropy", lambda d: d.update(cells=[]), r"field `cells` is empty"),
+    ("zeroshot", lambda d: d["cells"][0]["classes"]["2"].pop("remove label"), r"cells\[0\].classes.2.remove label` is missing"),
+    ("jsd", lambda d: d["epochs"][0].update(raw=None), r"epochs\[0\].raw` is NoneType null, not a number"),
+    ("classes", lambda d: d["mean_label"].pop(), r"field `mean_label` is not 3 rows of 3 numbers"),
+])
+def test_a_bad_slc_analyze_field_is_named(name, change, field, tmp_path, capsys):
+    data = copy.deepcopy(ANALYZE[name])
+    change(data)
+    path = _write(tmp_path, f"{name}.json", data)
+    _fails(path, field)
+    assert slc(["report", str(path), "--html", str(tmp_path / "r.html")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {path}: field `") and not (tmp_path / "r.html").exists()
+
+
+def test_an_unknown_or_newer_slc_analyze_kind_is_refused(tmp_path):
+    _fails(_write(tmp_path, "x.json", {**ANALYZE["swap"], "kind": "slc-analyze-swap/2", "slc_version": "9.0"}), r"field `kind` is 'slc-analyze-swap/2', written by slc 9.0; this slc reads slc-analyze-swap/1")
+    _fails(_write(tmp_path, "y.json", {**ANALYZE["swap"], "kind": "slc-analyze-bogus/1"}), r"field `kind` is 'slc-analyze-bogus/1': not an analysis this slc knows")

@@ -41,3 +41,19 @@ def run(grid: Grid | None, artifact=None) -> Result:
           *table(["class", *names], [[n, *(f"{float(v):.3f}" for v in matrix[c])] for c, n in enumerate(names)])]
     png = heatmap_png(matrix.numpy(), names, names, f"mean soft label per class: {what}", "label class", "image class", "mean probability")
     return Result("classes", data, rows, "\n".join(md) + "\n", png)
+
+
+def report_view(data: dict) -> dict:
+    """This analysis's JSON as ``slc report`` draws it: the mean soft label per class as a heat map, and its numbers as a table."""
+    from .view import BadField, need, view
+
+    names = [str(n) for n in need(data, "", "classes", "a list")]
+    matrix = need(data, "", "mean_label", "a list")
+    if len(matrix) != len(names) or any(not isinstance(r, list) or len(r) != len(names) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in r) for r in matrix):
+        raise BadField("mean_label", f"is not {len(names)} rows of {len(names)} numbers (one per class)")
+    settings = need(data, "", "settings", "an object")
+    art = settings.get("artifact") if isinstance(settings.get("artifact"), dict) else {}
+    what = str(art.get("name", "the artifact")) + (f" (IPC {settings['ipc']}, expert epoch {format_epoch(settings['epoch'])})" if "ipc" in settings and "epoch" in settings else "")
+    heat = {"title": f"Mean soft label per class: {what}", "rows": names, "columns": names, "values": matrix, "xlabel": "label class", "ylabel": "image class", "colorbar": "mean probability"}
+    table_ = {"title": "Mean soft label per class (row: the images' class, column: the label's class)", "columns": ["class", *names], "rows": [[n, *r] for n, r in zip(names, matrix)]}
+    return view(data, "classes", f"Mean soft label per class of {what}", [], [table_], [heat])

@@ -68,3 +68,27 @@ def _plot(grid: Grid, cells: list[dict]) -> bytes:
                 ax.legend(fontsize=8)
         fig.tight_layout()
         return png(fig)
+
+
+def report_view(data: dict) -> dict:
+    """This analysis's JSON as ``slc report`` draws it: label entropy along the expert trajectory per IPC, and expert and student accuracy."""
+    from .view import axis, each, need, view
+
+    cells = []
+    for at, c in each(data, "", "cells"):
+        student = need(c, at, "student", "an object") if c.get("student") is not None else None
+        cells.append({"ipc": need(c, at, "ipc", "an integer"), "epoch": need(c, at, "epoch", "a number"), "entropy": need(c, at, "entropy", "a number"),
+                      "expert": need(c, at, "expert_accuracy", "a number or null"),
+                      "mean": None if student is None else need(student, f"{at}.student", "mean", "a number"),
+                      "std": None if student is None else need(student, f"{at}.student", "std", "a number or null")})
+    cells.sort(key=lambda c: (c["ipc"], c["epoch"]))
+    ipcs = sorted({c["ipc"] for c in cells})
+    first = [c for c in cells if c["ipc"] == ipcs[0]]
+    accuracy = [{"label": "expert", "style": "line", "points": [[c["epoch"], c["expert"], None] for c in first if c["expert"] is not None]}]
+    accuracy += [{"label": f"student IPC {i}", "style": "line", "points": [[c["epoch"], c["mean"], c["std"]] for c in cells if c["ipc"] == i and c["mean"] is not None]} for i in ipcs]
+    entropy_ = [{"label": f"IPC {i}", "style": "line", "points": [[c["epoch"], c["entropy"], None] for c in cells if c["ipc"] == i]} for i in ipcs]
+    figures = [{"title": "Label entropy along the expert trajectory", "x": axis("expert epoch"), "y": axis("mean label entropy (nats)"), "series": entropy_},
+               {"title": "Expert and student accuracy along the trajectory", "x": axis("expert epoch"), "y": axis("test accuracy (%)"), "series": [s for s in accuracy if s["points"]]}]
+    rows = [[c["ipc"], format_epoch(c["epoch"]), c["expert"], c["entropy"], "not run" if c["mean"] is None else c["mean"], c["std"]] for c in cells]
+    table_ = {"title": "Label entropy (nats) and accuracy (%) per expert epoch", "columns": ["IPC", "expert epoch", "expert accuracy (%)", "entropy (nats)", "student accuracy (%)", "std"], "rows": rows}
+    return view(data, "entropy", "Label entropy along the expert trajectory", figures, [table_])

@@ -73,3 +73,29 @@ def _plot(grid: Grid, artifact, epochs: list[dict]) -> bytes:
     if epochs[0]["expert_vs_expert"] is not None:
         series.append({"label": "expert vs expert (mean over seed pairs)", "points": [[e["epoch"], e["expert_vs_expert"]["mean"], None] for e in epochs], "style": "dashed"})
     return series_png(series, f"{grid.spec.dataset}: label distance to each expert epoch", "expert epoch", "Jensen-Shannon distance (log2)")
+
+
+def report_view(data: dict) -> dict:
+    """This analysis's JSON as ``slc report`` draws it: the label distance to each expert epoch, raw, normalised and expert against expert."""
+    from .view import axis, each, need, view
+
+    epochs = []
+    for at, e in each(data, "", "epochs"):
+        ref = e.get("expert_vs_expert")
+        if ref is not None:
+            ref = {k: need(need(e, at, "expert_vs_expert", "an object"), f"{at}.expert_vs_expert", k, "a number") for k in ("min", "mean", "max")}
+        epochs.append({"epoch": need(e, at, "epoch", "a number"), "raw": need(e, at, "raw", "a number"), "normalised": need(e, at, "normalised", "a number"),
+                       "closest": need(e, at, "closest_images", "an integer"), "ref": ref})
+    settings = need(data, "", "settings", "an object")
+    name = settings.get("artifact", {}).get("name", "the artifact") if isinstance(settings.get("artifact"), dict) else "the artifact"
+    series = [{"label": f"{name} vs ensemble", "style": "line", "points": [[e["epoch"], e["raw"], None] for e in epochs]},
+              {"label": "min-max normalised", "style": "line", "points": [[e["epoch"], e["normalised"], None] for e in epochs]}]
+    if all(e["ref"] is not None for e in epochs):
+        series.append({"label": "expert vs expert (mean over seed pairs)", "style": "dashed", "points": [[e["epoch"], e["ref"]["mean"], None] for e in epochs]})
+    fig = {"title": "Label distance to each expert epoch", "x": axis("expert epoch"), "y": axis("Jensen-Shannon distance (log2)"), "series": series}
+    rows = [[format_epoch(e["epoch"]), e["raw"], e["normalised"], e["closest"], None if e["ref"] is None else e["ref"]["min"], None if e["ref"] is None else e["ref"]["max"]] for e in epochs]
+    table_ = {"title": "Jensen-Shannon distance (log2) per expert epoch", "columns": ["expert epoch", "mean distance", "mean min-max normalised", "images closest", "expert vs expert min", "expert vs expert max"], "rows": rows}
+    best = need(data, "", "best", "an object")
+    within = {None: "no expert-vs-expert reference", True: "within the expert-vs-expert range", False: "outside the expert-vs-expert range"}.get(best.get("within_expert_range"), "")
+    notes = [f"Closest epoch: {format_epoch(need(best, 'best', 'epoch', 'a number'))} ({need(best, 'best', 'raw', 'a number'):.4f}), {within}."]
+    return view(data, "jsd", f"Label distance of {name} to the expert trajectory", [fig], [table_], [], notes)

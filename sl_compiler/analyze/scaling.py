@@ -133,3 +133,74 @@ def _plot(grid: Grid, data: dict) -> bytes:
 
 def _law(fit: dict, curve: str, x: float) -> float:
     return (fit["a"][curve] * x / fit["b"]) ** fit["c"] - fit["d"]
+
+
+def report_view(data: dict) -> dict:
+    """This analysis's JSON as ``slc report`` draws it: accuracy against IPC per label curve with the fitted law, the fits, the Pareto front."""
+    from .view import axis, each, need, view
+
+    hard_points = [[need(h, at, "ipc", "an integer"), need(h, at, "mean", "a number"), need(h, at, "std", "a number or null")] for at, h in each(data, "", "hard", empty_ok=True)]
+    cells = [(need(p, at, "epoch", "a number"), need(p, at, "k", "an integer"), [need(p, at, "ipc", "an integer"), need(p, at, "mean", "a number"), need(p, at, "std", "a number or null")])
+             for at, p in each(data, "", "cells")]
+    fits = need(data, "", "fits", "an object")
+    ipcs = sorted({p[2][0] for p in cells} | {p[0] for p in hard_points})
+    lo, hi = math.log10(ipcs[0]), math.log10(ipcs[-1])
+    xs = [10 ** (lo + (hi - lo) * j / 24) for j in range(25)]
+    figures, tables, notes = [], [], []
+    for epoch in sorted({e for e, _, _ in cells}):
+        name = format_epoch(epoch)
+        fit = _checked_fit(fits, "fits", name)
+        series = [{"label": "hard labels", "style": "points", "points": hard_points}]
+        for k in sorted({k for e, k, _ in cells if e == epoch}):
+            curve = f"top-{k}"
+            series.append({"label": curve, "style": "points", "points": sorted(p for e, kk, p in cells if e == epoch and kk == k)})
+            if fit and curve in fit["a"]:
+                series.append({"label": f"fit {curve} (a={fit['a'][curve]:.2g})", "style": "dashed", "points": [[x, _law(fit, curve, x)] for x in xs]})
+        if fit and HARD in fit["a"]:
+            series.append({"label": "fit hard", "style": "dashed", "points": [[x, _law(fit, HARD, x)] for x in xs]})
+        figures.append({"title": f"Expert epoch {name}: student accuracy against images per class", "x": axis("images per class", "log"), "y": axis("test accuracy (%)"), "series": series})
+        tables.append(_fit_table(fit, f"Expert epoch {name}: fit acc = (a * IPC / b)^c - d"))
+        if not fit:
+            notes.append(f"Expert epoch {name}: no fit ({fits[name].get('reason', 'not fitted')}).")
+    pareto = data.get("pareto")
+    if pareto is not None:
+        pareto = need(data, "", "pareto", "an object")
+        front = [[need(p, at, "ipc", "an integer"), need(p, at, "mean", "a number"), None] for at, p in each(pareto, "pareto", "points")]
+        fit = _checked_fit(pareto, "pareto", "fit")
+        series = [{"label": "hard labels", "style": "points", "points": hard_points}, {"label": "Pareto front (best over epochs and k)", "style": "points", "points": front}]
+        if fit:
+            series += [{"label": f"fit {c}", "style": "dashed", "points": [[x, _law(fit, c, x)] for x in xs]} for c in fit["a"]]
+        figures.append({"title": "Pareto front over expert epochs against hard labels", "x": axis("images per class", "log"), "y": axis("test accuracy (%)"), "series": series})
+        tables.append(_fit_table(fit, "Pareto front: fit acc = (a * IPC / b)^c - d"))
+        if not fit:
+            notes.append(f"Pareto front: no fit ({pareto['fit'].get('reason', 'not fitted')}).")
+    rows = [["hard", "", *p] for p in hard_points] + [[f"top-{k}", format_epoch(e), *p] for e, k, p in cells]
+    tables.insert(0, {"title": "Student accuracy (%) per label curve and IPC", "columns": ["labels", "expert epoch", "IPC", "accuracy (%)", "std"], "rows": rows})
+    return view(data, "scaling", "Knowledge-data scaling law (top-k labels against hard labels)", figures, [t for t in tables if t], [], notes)
+
+
+def _checked_fit(parent: dict, at: str, key: str) -> dict | None:
+    """``parent[key]``'s parameters when the law was fitted, else None (its reason is in the JSON)."""
+    from .view import need
+
+    fit = need(parent, at, key, "an object")
+    at = f"{at}.{key}" if at else key
+    if not fit.get("fitted"):
+        return None
+    for p in ("b", "c", "d", "r2"):
+        need(fit, at, p, "a number")
+    a = need(fit, at, "a", "an object")
+    for curve in a:
+        need(a, f"{at}.a", curve, "a number")
+    ipc_to_teacher = need(fit, at, "ipc_to_teacher", "an object")
+    for curve in ipc_to_teacher:
+        need(ipc_to_teacher, f"{at}.ipc_to_teacher", curve, "a number or null")
+    return fit
+
+
+def _fit_table(fit: dict | None, title: str) -> dict | None:
+    if fit is None:
+        return None
+    reach = fit["ipc_to_teacher"]
+    return {"title": title, "columns": ["curve", "a (data-size factor)", "b", "c", "d", "R^2", "IPC reaching the expert"],
+            "rows": [[c, a, fit["b"], fit["c"], fit["d"], fit["r2"], _ipc(reach.get(c))] for c, a in fit["a"].items()]}

@@ -60,3 +60,34 @@ def _rel(v) -> str:
 def _plot(grid: Grid, cells: list[dict]) -> bytes:
     series = [{"label": f"IPC {c['ipc']}, expert epoch {format_epoch(c['epoch'])}", "points": [[int(i), s["relative"], None] for i, s in c["swaps"].items() if s["relative"] is not None]} for c in cells]
     return series_png(series, f"{grid.spec.dataset}: i-th label swapped with the smallest", "swapped rank i", "accuracy relative to unswapped (%)")
+
+
+def report_view(data: dict) -> dict:
+    """This analysis's JSON as ``slc report`` draws it: accuracy relative to unswapped against the swapped rank, one curve per (IPC, epoch)."""
+    from .view import axis, each, need, view
+
+    series, rows = [], []
+    for at, cell in each(data, "", "cells"):
+        ipc, epoch = need(cell, at, "ipc", "an integer"), need(cell, at, "epoch", "a number")
+        control = need(cell, at, "control", "an object")
+        rows.append([ipc, format_epoch(epoch), "none", need(control, f"{at}.control", "mean", "a number"), need(control, f"{at}.control", "std", "a number or null"), 100.0])
+        points = []
+        swaps = need(cell, at, "swaps", "an object")
+        for i, got in sorted(swaps.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else -1):
+            s = f"{at}.swaps.{i}"
+            if not i.isdigit() or not isinstance(got, dict):
+                _bad_swap(s)
+            relative = need(got, s, "relative", "a number or null")
+            rows.append([ipc, format_epoch(epoch), int(i), need(got, s, "mean", "a number"), need(got, s, "std", "a number or null"), relative])
+            if relative is not None:
+                points.append([int(i), relative, None])
+        series.append({"label": f"IPC {ipc}, expert epoch {format_epoch(epoch)}", "style": "line", "points": points})
+    fig = {"title": "The i-th largest label value swapped with the smallest", "x": axis("swapped rank i"), "y": axis("accuracy relative to unswapped (%)"), "series": series}
+    table_ = {"title": "Student accuracy (%) per swapped rank", "columns": ["IPC", "expert epoch", "swap i", "accuracy (%)", "std", "relative (%)"], "rows": rows}
+    return view(data, "swap", "Swap test: which ranks of a soft label carry the knowledge", [fig], [table_])
+
+
+def _bad_swap(field: str):
+    from .view import BadField
+
+    raise BadField(field, "is not a swap index (a positive integer) with an object of scores")

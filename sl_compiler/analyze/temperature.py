@@ -47,3 +47,31 @@ def _plot(grid: Grid, cells: list[dict]) -> bytes:
     keys = sorted({(c["ipc"], c["epoch"]) for c in cells})
     series = [{"label": f"IPC {i}, expert epoch {format_epoch(e)}", "points": [[c["temperature"], c["mean"], c["std"]] for c in cells if (c["ipc"], c["epoch"]) == (i, e)]} for i, e in keys]
     return series_png(series, f"{grid.spec.dataset}: student accuracy against label temperature", "temperature T", "test accuracy (%)", xscale="log")
+
+
+def report_view(data: dict) -> dict:
+    """This analysis's JSON as ``slc report`` draws it: per IPC the (expert epoch x temperature) grid as a heat map, and accuracy against T."""
+    from .view import axis, each, need, view
+
+    at_cell = {}
+    for at, c in each(data, "", "cells"):
+        key = (need(c, at, "ipc", "an integer"), need(c, at, "epoch", "a number"), need(c, at, "temperature", "a number"))
+        at_cell[key] = (need(c, at, "mean", "a number"), need(c, at, "std", "a number or null"))
+    ipcs = sorted({k[0] for k in at_cell})
+    temperatures = sorted({k[2] for k in at_cell})
+    heatmaps, series, rows = [], [], []
+    for ipc in ipcs:
+        epochs = sorted({k[1] for k in at_cell if k[0] == ipc})
+        values = [[at_cell.get((ipc, e, t), (float("nan"), None))[0] for t in temperatures] for e in epochs]
+        heatmaps.append({"title": f"IPC {ipc}: student accuracy (%) over expert epoch x temperature", "rows": [format_epoch(e) for e in epochs], "columns": [f"{t:g}" for t in temperatures],
+                         "values": values, "xlabel": "temperature T", "ylabel": "expert epoch", "colorbar": "test accuracy (%)"})
+        for e in epochs:
+            series.append({"label": f"IPC {ipc}, expert epoch {format_epoch(e)}", "style": "line", "points": [[t, *at_cell[ipc, e, t]] for t in temperatures if (ipc, e, t) in at_cell]})
+            rows += [[ipc, format_epoch(e), t, *at_cell[ipc, e, t]] for t in temperatures if (ipc, e, t) in at_cell]
+    notes = []
+    for ipc, best in sorted((need(data, "", "best", "an object") or {}).items()):
+        if isinstance(best, dict) and {"epoch", "temperature", "mean"} <= set(best):
+            notes.append(f"Best at IPC {ipc}: expert epoch {format_epoch(best['epoch'])}, T {best['temperature']:g}, {best['mean']:.1f} %.")
+    fig = {"title": "Student accuracy against label temperature", "x": axis("temperature T", "log"), "y": axis("test accuracy (%)"), "series": series}
+    table_ = {"title": "Student accuracy (%) per (IPC, expert epoch, temperature)", "columns": ["IPC", "expert epoch", "T", "accuracy (%)", "std"], "rows": rows}
+    return view(data, "temperature", "Label temperature: student accuracy over expert epoch x temperature", [fig], [table_], heatmaps, notes)

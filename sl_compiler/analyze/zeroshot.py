@@ -67,3 +67,35 @@ def _plot(grid: Grid, cells: list[dict], classes: list[int], names: list[str]) -
             bars[key] = [cell["classes"][str(c)][t]["removed"] for c in classes]
             errors[key] = [cell["classes"][str(c)][t]["removed_std"] for c in classes]
     return per_class_png([names[c] for c in classes], bars, errors, f"{grid.spec.dataset}: accuracy on the removed class")
+
+
+def report_view(data: dict) -> dict:
+    """This analysis's JSON as ``slc report`` draws it: per (IPC, epoch) and removed class, the accuracy on that class and on the rest under each treatment."""
+    from .view import BadField, axis, each, need, view
+
+    classes = need(data, "", "class_names", "a list")
+    order = [int(c) for c in need(need(data, "", "settings", "an object"), "settings", "classes", "a list")]
+    if len(order) != len(classes):
+        raise BadField("class_names", f"is {len(classes)} names for {len(order)} classes in settings.classes")
+    rows, heatmaps, figures = [], [], []
+    for at, cell in each(data, "", "cells"):
+        ipc, epoch = need(cell, at, "ipc", "an integer"), need(cell, at, "epoch", "a number")
+        got = need(cell, at, "classes", "an object")
+        values = []
+        for c, name in zip(order, classes):
+            treated = need(got, f"{at}.classes", str(c), "an object")
+            line = []
+            for t in TREATMENTS:
+                s = f"{at}.classes.{c}.{t}"
+                score = need(treated, f"{at}.classes.{c}", t, "an object")
+                removed, rest = need(score, s, "removed", "a number"), need(score, s, "rest", "a number")
+                rows.append([ipc, format_epoch(epoch), f"{c} {name}", t, removed, need(score, s, "removed_std", "a number or null"), rest, need(score, s, "rest_std", "a number or null")])
+                line.append(removed)
+            values.append(line)
+        where = f"IPC {ipc}, expert epoch {format_epoch(epoch)}"
+        heatmaps.append({"title": f"{where}: accuracy (%) on the removed class", "rows": [f"{c} {n}" for c, n in zip(order, classes)], "columns": list(TREATMENTS),
+                         "values": values, "xlabel": "treatment", "ylabel": "removed class", "colorbar": "test accuracy (%)"})
+        figures.append({"title": f"{where}: accuracy on the removed class per treatment", "x": axis("removed class index"), "y": axis("test accuracy on the removed class (%)"),
+                        "series": [{"label": t, "style": "points", "points": [[c, values[j][i], None] for j, c in enumerate(order)]} for i, t in enumerate(TREATMENTS)]})
+    table_ = {"title": "Accuracy (%) on the removed class and on the rest, per treatment", "columns": ["IPC", "expert epoch", "removed class", "treatment", "removed class (%)", "std", "rest (%)", "rest std"], "rows": rows}
+    return view(data, "zeroshot", "Class removal: what a class's images and its label mass each teach", figures, [table_], heatmaps)

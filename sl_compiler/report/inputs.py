@@ -6,7 +6,10 @@ A file's ``kind`` says what it is:
 - ``slc-sweep/1``: ``slc sweep``'s ``sweep.json`` (slc 0.1.0's carried no ``kind`` and is known by
   its keys: ``spec``, ``protocol``, ``cells``, ``best``, ``pareto``);
 - ``slc-analysis/1``: an analysis (scaling law, entropy, ...) as figures, tables and heat maps
-  (:data:`ANALYSIS_SHAPE`), so that a new analysis renders without new report code.
+  (:data:`ANALYSIS_SHAPE`), so that a new analysis renders without new report code;
+- ``slc-analyze-<name>/1``: ``slc analyze NAME``'s ``<name>.json``, turned into that shape by the
+  analysis module's own ``report_view`` (:mod:`sl_compiler.analyze`); the Input's kind is then
+  ``slc-analysis/1`` and ``source_kind`` says what the file was.
 
 Anything else, or a known kind with a missing or mistyped field, is an EvaluateError that names the
 file and the field.
@@ -23,9 +26,11 @@ from ..evaluate.tables import RESULT_KIND, Fields, check_result, is_a, short
 
 SWEEP_KIND = "slc-sweep/1"
 ANALYSIS_KIND = "slc-analysis/1"
-KINDS = (RESULT_KIND, SWEEP_KIND, ANALYSIS_KIND)
+ANALYZE_PREFIX = "slc-analyze-"  # + the analysis's name + "/1": slc analyze's own JSON
+ANALYZE_VERSION = "1"
+KINDS = (RESULT_KIND, SWEEP_KIND, ANALYSIS_KIND, f"{ANALYZE_PREFIX}<name>/{ANALYZE_VERSION}")
 SWEEP_KEYS = {"spec", "protocol", "cells", "best", "pareto"}
-FIX = f"pass result files slc wrote: {', '.join(KINDS)} (slc evaluate --out, slc sweep's sweep.json, analyses)"
+FIX = f"pass result files slc wrote: {', '.join(KINDS)} (slc evaluate --out, slc sweep's sweep.json, analyses, slc analyze's <name>.json)"
 
 # an analysis result, as the report reads it (every list may be empty)
 ANALYSIS_SHAPE = """\
@@ -47,6 +52,7 @@ class Input:
     sha256: str
     kind: str
     data: dict
+    source_kind: str | None = None  # the file's own kind when it was converted (slc analyze's JSON)
 
 
 def load_inputs(paths: list[str | Path]) -> list[Input]:
@@ -82,14 +88,42 @@ def load_input(path: str | Path) -> Input:
         check_sweep(data, where)
     elif kind == ANALYSIS_KIND:
         check_analysis(data, where)
+    elif isinstance(kind, str) and kind.startswith(ANALYZE_PREFIX) and kind.endswith(f"/{ANALYZE_VERSION}"):
+        view = analyze_view(data, kind, where)
+        return Input(path, hashlib.sha256(raw).hexdigest(), ANALYSIS_KIND, view, source_kind=kind)
     else:
-        family = {k.split("/")[0]: k for k in KINDS}.get(str(kind).split("/")[0]) if isinstance(kind, str) else None
+        families = {k.split("/")[0]: k for k in KINDS[:3]}
+        if isinstance(kind, str) and kind.startswith(ANALYZE_PREFIX):
+            families[kind.split("/")[0]] = f"{kind.split('/')[0]}/{ANALYZE_VERSION}"
+        family = families.get(str(kind).split("/")[0]) if isinstance(kind, str) else None
         if family:
             version = data.get("slc_version", "another version")
             raise EvaluateError(f"{where}: field `kind` is {kind!r}, written by slc {version}; this slc reads {family}", f"report it with slc {version}, or make it again with this one")
         shown = "missing" if "kind" not in data else short(kind)
         raise EvaluateError(f"{where}: field `kind` is {shown}: not a result this report knows ({', '.join(KINDS)})", FIX)
     return Input(path, hashlib.sha256(raw).hexdigest(), kind, data)
+
+
+def analyze_view(data: dict, kind: str, where: str) -> dict:
+    """``slc analyze``'s JSON of ``kind`` as an ``slc-analysis/1`` result, through its module's ``report_view``.
+
+    The analysis modules import torch and the sweep, so they are imported here, when such a file
+    is read, not when the report is. A missing or mistyped field is the report's usual error.
+    """
+    import importlib
+
+    from ..analyze import ANALYSES
+    from ..analyze.view import BadField
+
+    name = kind[len(ANALYZE_PREFIX):-len(f"/{ANALYZE_VERSION}")]
+    if name not in ANALYSES:
+        raise EvaluateError(f"{where}: field `kind` is {kind!r}: not an analysis this slc knows ({', '.join(ANALYSES)})", FIX)
+    f = Fields(where, kind, FIX)
+    try:
+        view = importlib.import_module(f"sl_compiler.analyze.{name}").report_view(data)
+    except BadField as exc:
+        f.fail(exc.field, f"{exc.problem} (an {kind} result has it)" if exc.problem == "is missing" else exc.problem)
+    return check_analysis(view, where)
 
 
 def check_sweep(data: dict, where: str) -> dict:

@@ -71,7 +71,7 @@ def _section(anchor: str, title: str, body: str) -> str:
 
 
 def _inputs(inputs: list[Input]) -> str:
-    rows = [[h.text(i.path.name), h.text(i.kind), h.Cell(h.code(i.sha256[:16]))] for i in inputs]
+    rows = [[h.text(i.path.name), h.text(i.source_kind or i.kind), h.Cell(h.code(i.sha256[:16]))] for i in inputs]
     return _section("inputs", "Inputs", h.table(["file", "kind", "sha256"], rows, sortable=False))
 
 
