@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/imagenet_projection.py            # ResNet-18 at 224 px, timed on --device (auto)
     .venv/bin/python benchmarks/imagenet_projection.py --quick    # fewer timed batches (under a minute on 2 cores)
+    .venv/bin/python benchmarks/imagenet_projection.py --assume 10000,3000,16   # a GPU not at hand: stated rates, nothing timed
 
 There is no ImageNet on this machine, so the full-size figures are projections, and this script
 says from what. It times, in this run, ResNet-18 at 224 px on ``--device``: the forward pass (in
@@ -13,7 +14,7 @@ reads the rates that do not depend on the model:
   of JPEGs of 200-500 px per side (ILSVRC2012's training images average about 400 x 350);
 - ``listing_scale.json``: listing the 1,281,167-file split as folders and as the tar of tars
   (measured at full size), and the memory of its ids;
-- ``memory_scale.json``: each stage's peak memory, which is flat in the dataset's size (so the
+- ``memory_scale.json``: each stage's peak memory, which is flat in the source dataset's size (so the
   largest stage's peak at 4S is the projection, plus the split's ids and targets).
 
 The model of a stage's time: on a GPU the decode workers (``cores - 1``) and the device overlap,
@@ -124,20 +125,31 @@ def main(argv=None) -> dict:
     ap.add_argument("--batch", type=int, default=None, help="timed batch (default 32 on a CPU, 256 on a GPU)")
     ap.add_argument("--steps", type=int, default=None, help="timed batches per pass (default 4 on a CPU, 20 on a GPU; quick: 2 / 10)")
     ap.add_argument("--quick", action="store_true", help="fewer timed batches")
-    ap.add_argument("--out", default=str(RESULTS / "imagenet_projection.json"))
+    ap.add_argument("--assume", default=None, metavar="FORWARD,TRAIN[,CORES]",
+                    help="project a GPU that is not here from stated ResNet-18 img/s (forward, train) and CPU cores, timing nothing; recorded as assumed")
+
+    ap.add_argument("--out", default=None, help="results JSON (default results/imagenet_projection.json; with --assume results/imagenet_projection_assumed.json)")
     args = ap.parse_args(argv)
 
     import torch
 
     from sl_compiler.device import describe, resolve_device
 
-    device = resolve_device(args.device)
-    gpu = device.type == "cuda"
-    batch = args.batch or (256 if gpu else 32)
-    steps = args.steps or ((10 if gpu else 2) if args.quick else (20 if gpu else 4))
     decode, listing, memory = read_result("decode_throughput"), read_result("listing_scale"), read_result("memory_scale")
-    cores = os.cpu_count() or 1
-    rates = time_resnet18(device, batch, steps)
+    if args.assume:
+        parts = [float(v) for v in args.assume.split(",")]
+        if len(parts) not in (2, 3) or min(parts) <= 0:
+            raise SystemExit("error: --assume takes FORWARD,TRAIN[,CORES], positive numbers, e.g. --assume 10000,3000,16")
+        rates, cores, gpu, batch, steps = {"forward": parts[0], "train": parts[1]}, int(parts[2]) if len(parts) == 3 else 16, True, None, 0
+        machine = f"an assumed GPU (ResNet-18 forward {parts[0]:g} img/s, training {parts[1]:g} img/s) with {cores} CPU cores"
+    else:
+        device = resolve_device(args.device)
+        gpu = device.type == "cuda"
+        batch = args.batch or (256 if gpu else 32)
+        steps = args.steps or ((10 if gpu else 2) if args.quick else (20 if gpu else 4))
+        cores = os.cpu_count() or 1
+        rates = time_resnet18(device, batch, steps)
+        machine = describe(device)
     hours = project(rates, decode["slc_1_worker_img_per_s"], cores, gpu)
 
     peak_stage = max(memory["runs"], key=lambda s: memory["runs"][s]["4S"]["tree_pss_bytes"])
@@ -149,7 +161,8 @@ def main(argv=None) -> dict:
         for ipc in (10, 50)
         for views, form, per_view in ((20, "dense fp16", 2 * CLASSES), (20, "top-10 fp16", 10 * 4))
     }
-    figures = [{"name": f"{name}: hours on this {'GPU' if gpu else 'CPU'}", "value": value, "unit": "h", "target": None} for name, value in hours.items()]
+    where = "an assumed GPU" if args.assume else f"this {'GPU' if gpu else 'CPU'}"
+    figures = [{"name": f"{name}: hours on {where}", "value": value, "unit": "h", "target": None} for name, value in hours.items()]
     figures += [
         {"name": "ResNet-18 224 px teacher forward", "value": round(rates["forward"], 1), "unit": "img/s", "target": None},
         {"name": "ResNet-18 224 px training step", "value": round(rates["train"], 1), "unit": "img/s", "target": None},
@@ -157,10 +170,18 @@ def main(argv=None) -> dict:
         {"name": f"peak memory of any stage ({peak_stage}, flat in the split's size) + the split's ids, targets and scores", "value": round(ram_gb, 2), "unit": "GB", "target": None},
     ]
     figures += [{"name": f"artifact on disk, {name}", "value": value, "unit": "GB", "target": None} for name, value in disk.items()]
+    # evaluate holds the distilled set itself: uint8 images at the crop and labels in stored form
+    resident = {
+        f"IPC {ipc}, {views} views, {form}": round((ipc * CLASSES * (3 * 224 * 224 + views * per_view)) / 1e9, 2)
+        for ipc in (10, 50)
+        for views, form, per_view in ((20, "dense fp16", 2 * CLASSES), (20, "top-10 fp16", 10 * 4))
+    }
+    figures += [{"name": f"evaluate: the distilled set held as stored (uint8 224 px images + labels), {name}", "value": value, "unit": "GB", "target": None} for name, value in resident.items()]
     result = {
         "benchmark": "imagenet_projection",
-        "command": "python benchmarks/imagenet_projection.py" + (" --quick" if args.quick else ""),
-        "machine": describe(device),
+        "command": "python benchmarks/imagenet_projection.py" + (" --quick" if args.quick else "") + (f" --assume {args.assume}" if args.assume else ""),
+        "machine": machine,
+        "rates": "assumed" if args.assume else "timed here",
         "cores": cores,
         "platform": platform.platform(),
         "torch": torch.__version__,
@@ -172,14 +193,16 @@ def main(argv=None) -> dict:
         "hours": hours,
         "ram_gb": round(ram_gb, 2),
         "disk_gb": disk,
+        "evaluate_resident_gb": resident,
         "figures": figures,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    out = Path(args.out or RESULTS / ("imagenet_projection_assumed.json" if args.assume else "imagenet_projection.json"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     width = max(len(f["name"]) for f in figures)
     for f in figures:
         print(f"{f['name']:<{width}}  {f['value']} {f['unit']}")
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
     return result
 
 

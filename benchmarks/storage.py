@@ -81,7 +81,6 @@ def ensure_teacher(args) -> None:
 
 
 def run(args) -> dict:
-    from sl_compiler.artifact import load
     from sl_compiler.evaluate.protocol import Protocol, default_protocol
     from sl_compiler.recipe import Recipe
     from sl_compiler.sweep import cached_accuracies, compile_cached, digest, mean_std

@@ -363,7 +363,6 @@ def test_the_memory_measure_sees_the_whole_process_tree():
     import importlib.util
     import os
     import subprocess
-    import sys
 
     spec = importlib.util.spec_from_file_location("_memory", BENCHMARKS / "_memory.py")
     bench = importlib.util.module_from_spec(spec)
@@ -405,3 +404,13 @@ def test_imagenet_projection_runs_and_names_missing_inputs(tmp_path, monkeypatch
     monkeypatch.setattr(projection, "RESULTS", tmp_path / "empty")
     with pytest.raises(SystemExit, match="decode_throughput.json is missing"):
         projection.main(["--device", "cpu", "--out", str(tmp_path / "x.json")])
+
+
+def test_imagenet_projection_of_an_assumed_gpu_times_nothing(tmp_path, monkeypatch):
+    projection = script("imagenet_projection")
+    monkeypatch.setattr(projection, "time_resnet18", lambda *a: pytest.fail("--assume must not time the model"))
+    result = projection.main(["--assume", "100,50,5", "--out", str(tmp_path / "gpu.json")])
+    decode = projection.read_result("decode_throughput")["slc_1_worker_img_per_s"]
+    assert result["rates"] == "assumed" and result["hours"] == projection.project({"forward": 100.0, "train": 50.0}, decode, 5, True)
+    with pytest.raises(SystemExit, match="--assume takes"):
+        projection.main(["--assume", "100", "--out", str(tmp_path / "bad.json")])
