@@ -11,7 +11,6 @@ import re
 import subprocess
 import sys
 import tarfile
-import types
 from pathlib import Path
 
 import pytest

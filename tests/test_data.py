@@ -18,7 +18,7 @@ from PIL import Image
 
 from sl_compiler.data import decode, encoded, load_dataset
 from sl_compiler.data.decode import decode_image
-from sl_compiler.data.stats import IMAGENET, NORMALIZATION, pixel_stats
+from sl_compiler.data.stats import NORMALIZATION, pixel_stats
 from sl_compiler.errors import DataError
 
 CLASSES = ["ant", "bee", "cat"]  # written out of order below; loaders sort them

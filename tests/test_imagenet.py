@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sl_compiler.data import files, imagenet, load_dataset, matfile, stream
+from sl_compiler.data import files, load_dataset, matfile, stream
 from sl_compiler.data.fake import FakeSpec, class_ids, ground_truth, val_order, wnids, words, write_fake
 from sl_compiler.errors import DataError
 

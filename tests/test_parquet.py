@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sl_compiler.data import load_dataset, parquet, stream
+from sl_compiler.data import load_dataset, stream
 from sl_compiler.errors import DataError, ImporterError
 
 IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])

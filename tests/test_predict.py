@@ -10,7 +10,6 @@ import pytest
 from cli.main import main as slc
 from sl_compiler import predict as predict_mod
 from sl_compiler import sweep as sweep_mod
-from sl_compiler.errors import RecipeError
 from sl_compiler.predict import compare, predict, progress, rank_epochs, spearman, target_fraction
 from sl_compiler.sweep import SweepSpec, run_sweep
 
