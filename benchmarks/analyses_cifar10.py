@@ -59,6 +59,7 @@ CPU = {
     "entropy": {"ipcs": [10]},
     "classes": {"ipcs": [10]},
     "budget": 400,
+    "analyses": ["swap", "zeroshot", "scaling", "temperature", "entropy", "classes"],  # which to run (jsd: with --bptt)
 }
 QUICK = {
     **CPU,
@@ -83,6 +84,8 @@ def run(settings: dict, out: Path, experts: str | None, device: str, bptt: str |
     results, timings = {}, {}
 
     def analysis(name: str, ipcs, epochs=None, **options):
+        if name != "jsd" and name not in settings["analyses"]:
+            return
         spec = AnalysisSpec(
             dataset=settings["dataset"], data_root=_resolve(settings.get("data_root")), teacher_arch=settings["teacher_arch"],
             seeds=tuple(settings["expert_seeds"]) if name == "jsd" else (settings["expert_seeds"][0],),
@@ -133,21 +136,15 @@ def _store_epochs(settings: dict, store: str) -> list[float]:
 def claims(results: dict, bptt: str | None) -> list[dict]:
     """Each claim of the issue with ``held`` (True, False, or None: not measured) and its evidence."""
     out = []
-    swap = results["swap"].data["cells"]
-    worst = {c["ipc"]: min(c["swaps"], key=lambda i: c["swaps"][i]["relative"] or 0.0) for c in swap}
-    top = {c["ipc"]: c["swaps"]["1"]["relative"] for c in swap if "1" in c["swaps"]}
-    ipcs = sorted(top)
-    out.append({"claim": "swapping the top label hurts most", "held": all(w == "1" for w in worst.values()),
-                "evidence": {f"IPC {i}": f"most harmful swap i = {worst[i]}" for i in worst}})
-    out.append({"claim": "and more at lower IPC", "held": len(ipcs) > 1 and all(top[a] <= top[b] for a, b in zip(ipcs, ipcs[1:])),
-                "evidence": {f"IPC {i}": f"{top[i]:.1f} % of unswapped at i = 1" for i in ipcs}})
-    for cell in results["zeroshot"].data["cells"]:
+    if "swap" in results:
+        out += _swap_claims(results["swap"].data["cells"])
+    for cell in results["zeroshot"].data["cells"] if "zeroshot" in results else []:
         per = cell["classes"].values()
         image = sum(c["remove image"]["removed"] for c in per) / len(per)
         label = sum(c["remove label"]["removed"] for c in per) / len(per)
         out.append({"claim": f"remove-label hurts the removed class far more than remove-image (IPC {cell['ipc']})", "held": image - label >= FAR_MORE,
                     "evidence": f"removed-class accuracy: remove image {image:.1f} %, remove label {label:.1f} % (far more: >= {FAR_MORE:g} points)"})
-    for epoch, fit in results["scaling"].data["fits"].items():
+    for epoch, fit in results["scaling"].data["fits"].items() if "scaling" in results else []:
         text = f"factor {fit['factor']:.2f}x ({fit['factor_curve']}), R^2 {fit['r2']:.3f}" if fit["fitted"] else f"no fit: {fit['reason']}"
         out.append({"claim": f"scaling law fit (expert epoch {epoch}; paper: about 6x on TinyImageNet)", "held": None, "evidence": text})
     if bptt and "jsd" in results:
@@ -156,6 +153,19 @@ def claims(results: dict, bptt: str | None) -> list[dict]:
     else:
         out.append({"claim": "BPTT labels beat hard labels; their JSD is within the expert-vs-expert range", "held": None, "evidence": "not measured: pass --bptt ARTIFACT (slc compile --labeler bptt)"})
     return out
+
+
+def _swap_claims(swap: list[dict]) -> list[dict]:
+    """Figure 4's two claims from the swap cells: the top label's swap hurts most, and more at lower IPC."""
+    worst = {c["ipc"]: min(c["swaps"], key=lambda i: c["swaps"][i]["relative"] or 0.0) for c in swap}
+    top = {c["ipc"]: c["swaps"]["1"]["relative"] for c in swap if "1" in c["swaps"]}
+    ipcs = sorted(top)
+    return [
+        {"claim": "swapping the top label hurts most", "held": all(w == "1" for w in worst.values()),
+         "evidence": {f"IPC {i}": f"most harmful swap i = {worst[i]}" for i in worst}},
+        {"claim": "and more at lower IPC", "held": len(ipcs) > 1 and all(top[a] <= top[b] for a, b in zip(ipcs, ipcs[1:])),
+         "evidence": {f"IPC {i}": f"{top[i]:.1f} % of unswapped at i = 1" for i in ipcs}},
+    ]
 
 
 def write_result(result: dict, results_dir: Path, pngs: dict[str, Path]) -> Path:
