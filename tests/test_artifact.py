@@ -432,6 +432,19 @@ def test_the_reader_refuses_hub_references_and_names_the_hub_function(tmp_path, 
     assert seen == ["hf://me/tiny@v1.0.0"] * 2
 
 
+def test_no_module_of_the_artifact_package_imports_the_hub_even_inside_a_function():
+    """hf:// is resolved above the reader (sl_compiler.hub imports artifact, never the reverse), so the packages form no cycle."""
+    import ast
+
+    package = Path(fmt.__file__).parent
+    found = []
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [("." * node.level) + (node.module or "")] if isinstance(node, ast.ImportFrom) else []
+            found += [f"{path.name}: {n}" for n in names if n.split(".")[-1] in ("hub", "huggingface_hub") or n.startswith(("sl_compiler.hub", "..hub", "huggingface_hub"))]
+    assert found == []
+
+
 def test_the_artifact_package_does_not_import_the_hub():
     code = "import sys, sl_compiler.artifact as a; a.load, a.verify, a.inspect_artifact; print(sorted(m for m in sys.modules if m in ('sl_compiler.hub', 'huggingface_hub')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
